@@ -1,0 +1,183 @@
+"""The shape of tmpmail's configuration: one pydantic-settings class, read from ``TMPMAIL_*``.
+
+Every process (ingest, streams, api, the launcher) builds one ``Settings`` at start-up
+with :func:`load_settings`, which turns a validation error into a message that says
+which variable to fix. Nothing reads the environment anywhere else.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+from schemas.keys import normalise_domain
+
+#: The checkout this package was installed from (editable install), or the working dir.
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+DEFAULT_DOMAINS = ("tmpmail.test", "quickbox.test", "burner.test")
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """All of tmpmail's settings. Environment variables are ``TMPMAIL_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="TMPMAIL_", extra="ignore")
+
+    # --- state -------------------------------------------------------------------------
+    state_dir: Path = Field(
+        default=_CHECKOUT / ".tmpmail",
+        description="Data, logs and pid files of every local process live under this directory.",
+    )
+
+    # --- edges -------------------------------------------------------------------------
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=2525, ge=1, le=65535)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    hostname: str = Field(default="mx.tmpmail.test", description="Our name in SMTP banners.")
+    domains: Annotated[list[str], NoDecode] = Field(
+        default=list(DEFAULT_DOMAINS),
+        description="Mail domains we accept, comma-separated in the environment.",
+    )
+    max_message_bytes: int = Field(default=10 * MIB, ge=1024, le=64 * MIB)
+
+    # --- kafka -------------------------------------------------------------------------
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_controller_port: int = Field(
+        default=9093, ge=1, le=65535, description="KRaft controller port of the local broker."
+    )
+    topic_partitions: int = Field(default=6, ge=1, le=1024)
+    raw_mail_retention_days: float = Field(
+        default=8.0, gt=0, description="How long raw mail stays on Kafka for replay."
+    )
+    produce_timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    # --- storage -----------------------------------------------------------------------
+    store: Literal["sqlite", "mongodb"] = "sqlite"
+    sqlite_path: Path | None = Field(
+        default=None, description="SQLite file; defaults to <state_dir>/data/tmpmail.sqlite3."
+    )
+    mongo_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017/")
+    mongo_database: str = "tmpmail"
+
+    # --- lifetimes ---------------------------------------------------------------------
+    message_ttl_days: float = Field(default=7.0, gt=0)
+    mailbox_ttl_days: float = Field(default=15.0, gt=0)
+    mailbox_cooldown_days: float = Field(default=30.0, ge=0)
+    purge_interval_s: float = Field(default=300.0, gt=0)
+
+    # --- api ---------------------------------------------------------------------------
+    cookie_secure: bool = Field(
+        default=False, description="Mark the token cookie Secure (set true behind HTTPS)."
+    )
+    sse_queue_size: int = Field(default=64, ge=1, le=10_000)
+
+    @field_validator("domains", mode="before")
+    @classmethod
+    def _split_domains(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part for part in value.replace(" ", ",").split(",") if part]
+        return value
+
+    @field_validator("domains")
+    @classmethod
+    def _normalise_domains(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one mail domain is required")
+        seen: list[str] = []
+        for domain in value:
+            normalised = normalise_domain(domain)
+            if "." not in normalised:
+                raise ValueError(f"{domain!r} is not a fully qualified domain")
+            if normalised not in seen:
+                seen.append(normalised)
+        return seen
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _check_bootstrap(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{server!r} is not host:port")
+        return value
+
+    @field_validator("mongo_url")
+    @classmethod
+    def _check_mongo_url(cls, value: SecretStr) -> SecretStr:
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in ("mongodb", "mongodb+srv"):
+            raise ValueError("must start with mongodb:// or mongodb+srv://")
+        return value
+
+    @model_validator(mode="after")
+    def _fill_paths(self) -> Settings:
+        self.state_dir = self.state_dir.expanduser().resolve()
+        if self.sqlite_path is None:
+            self.sqlite_path = self.state_dir / "data" / "tmpmail.sqlite3"
+        if self.smtp_port == self.http_port and self.smtp_host == self.http_host:
+            raise ValueError("TMPMAIL_SMTP_PORT and TMPMAIL_HTTP_PORT must differ")
+        return self
+
+    # --- derived values -----------------------------------------------------------------
+    @property
+    def kafka_port(self) -> int:
+        return int(self.kafka_bootstrap.split(",")[0].rpartition(":")[2])
+
+    @property
+    def mongo_port(self) -> int:
+        return urlsplit(self.mongo_url.get_secret_value()).port or 27017
+
+    @property
+    def message_ttl(self) -> timedelta:
+        return timedelta(days=self.message_ttl_days)
+
+    @property
+    def mailbox_ttl(self) -> timedelta:
+        return timedelta(days=self.mailbox_ttl_days)
+
+    @property
+    def mailbox_cooldown(self) -> timedelta:
+        return timedelta(days=self.mailbox_cooldown_days)
+
+    @property
+    def raw_mail_retention_ms(self) -> int:
+        return int(self.raw_mail_retention_days * 86_400_000)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.http_host}:{self.http_port}"
+
+
+class SettingsError(SystemExit):
+    """Raised by :func:`load_settings` with a message that names what to fix."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, or exit with one line per bad ``TMPMAIL_*`` variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = ["tmpmail: invalid configuration:"]
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"]) or "settings"
+            env = f"TMPMAIL_{field.upper()}" if error["loc"] else "TMPMAIL_*"
+            lines.append(f"  {env}: {error['msg']}")
+        lines.append("Fix the variable(s) above (see README.md, 'Configuration') and retry.")
+        raise SettingsError("\n".join(lines)) from None
