@@ -1,1 +1,22 @@
-"""tmpmail: bus."""
+"""One typed wrapper over the Kafka clients, shared by every process.
+
+* :class:`AsyncProducer`: records whose acks are asyncio futures;
+* :class:`BroadcastConsumer`: every instance sees every record (live fan-out);
+* :func:`ensure_topics`: every topic, with its partition count, before workers start.
+"""
+
+from bus.admin import TopicError, ensure_topics
+from bus.config import client_config, producer_config
+from bus.consumer import BroadcastConsumer
+from bus.producer import Ack, AsyncProducer, ProduceError
+
+__all__ = [
+    "Ack",
+    "AsyncProducer",
+    "BroadcastConsumer",
+    "ProduceError",
+    "TopicError",
+    "client_config",
+    "ensure_topics",
+    "producer_config",
+]

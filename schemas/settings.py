@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 from schemas.keys import normalise_domain
 
@@ -36,6 +35,8 @@ class Settings(BaseSettings):
         default=_CHECKOUT / ".tmpmail",
         description="Data, logs and pid files of every local process live under this directory.",
     )
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # --- edges -------------------------------------------------------------------------
     smtp_host: str = "127.0.0.1"

@@ -1,0 +1,85 @@
+"""The API process's one wiring point: store, producer, delivery consumer, hub, routes.
+
+``create_app(settings)`` builds the FastAPI app; its lifespan opens the store, starts
+the lifecycle producer and the broadcast consumer of ``tmpmail.delivery.v1`` (a consumer
+group of this process's own, so every API replica sees every delivery), and stops them
+in reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.deps import Runtime
+from api.errors import install_error_handlers
+from api.hub import LiveHub
+from api.routes import health_router, router
+from bus import AsyncProducer, BroadcastConsumer, client_config, producer_config
+from schemas.keys import key_bytes
+from schemas.records import DeliveryEvent, MailboxLifecycleEvent, RecordError
+from schemas.settings import Settings
+from schemas.topics import DELIVERY_TOPIC, MAILBOX_LIFECYCLE_TOPIC
+from store import create_store
+
+log = logging.getLogger("tmpmail.api")
+
+
+class KafkaLifecyclePublisher:
+    def __init__(self, producer: AsyncProducer) -> None:
+        self._producer = producer
+
+    async def publish_lifecycle(self, event: MailboxLifecycleEvent) -> None:
+        await self._producer.send(
+            MAILBOX_LIFECYCLE_TOPIC, key=key_bytes(event.address), value=event.to_bytes()
+        )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = create_store(settings)
+        await store.open()
+        producer = AsyncProducer(producer_config(settings))
+        await producer.start()
+        hub = LiveHub(settings.sse_queue_size)
+
+        def on_delivery(key: bytes | None, value: bytes | None) -> None:
+            try:
+                hub.publish(DeliveryEvent.from_bytes(value))
+            except RecordError as exc:
+                log.warning("skipping unreadable delivery record: %s", exc)
+
+        consumer = BroadcastConsumer(
+            client_config(settings), DELIVERY_TOPIC, on_delivery, group_prefix="tmpmail-api"
+        )
+        await consumer.start()
+        app.state.runtime = Runtime(
+            settings=settings,
+            store=store,
+            hub=hub,
+            publisher=KafkaLifecyclePublisher(producer),
+            consumer=consumer,
+        )
+        log.info("api up on %s (store: %s)", settings.http_url, settings.store)
+        try:
+            yield
+        finally:
+            await consumer.stop()
+            await producer.stop()
+            await store.close()
+            log.info("api stopped")
+
+    app = FastAPI(
+        title="tmpmail",
+        version="0.1.0",
+        summary="Throwaway mailboxes with live delivery.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    app.include_router(health_router)
+    return app

@@ -1,0 +1,196 @@
+"""HTTP routes: thin translations between HTTP and :mod:`api.service`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from api import service
+from api.deps import TOKEN_COOKIE, MailboxDep, RuntimeDep
+from api.errors import ERROR_RESPONSES, Invalid, Unavailable
+from schemas.api import (
+    CursorError,
+    DomainList,
+    Health,
+    MailboxCreate,
+    MailboxCreated,
+    MessageList,
+    decode_cursor,
+    encode_cursor,
+)
+from schemas.records import DeliveryEvent, utcnow
+from store import MessageSummary, StoreError
+
+router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
+health_router = APIRouter()
+
+SSE_PING_S = 15
+BACKLOG_LIMIT = 500
+
+
+@router.get("/domains", response_model=DomainList, tags=["mailboxes"])
+async def list_domains(runtime: RuntimeDep) -> DomainList:
+    """The mail domains an address can be created on."""
+    return DomainList(domains=runtime.settings.domains)
+
+
+@router.post(
+    "/mailboxes",
+    response_model=MailboxCreated,
+    status_code=status.HTTP_201_CREATED,
+    tags=["mailboxes"],
+)
+async def create_mailbox(
+    runtime: RuntimeDep, response: Response, body: MailboxCreate | None = None
+) -> MailboxCreated:
+    """Create a mailbox. Returns its token once, and sets it as an HttpOnly cookie."""
+    body = body or MailboxCreate()
+    try:
+        created = await service.create_mailbox(
+            runtime.store,
+            runtime.publisher,
+            runtime.settings,  # type: ignore[arg-type]
+            username=body.username,
+            domain=body.domain,
+            now=utcnow(),
+        )
+    except StoreError as exc:
+        raise Unavailable(f"the store is unavailable: {exc}") from exc
+    mailbox = created.mailbox
+    max_age = int((mailbox.expires_at - utcnow()).total_seconds())
+    response.set_cookie(
+        TOKEN_COOKIE,
+        created.token,
+        max_age=max_age,
+        httponly=True,
+        samesite="strict",
+        secure=runtime.settings.cookie_secure,
+        path="/api",
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return MailboxCreated(
+        address=mailbox.address, expires_at=mailbox.expires_at, token=created.token
+    )
+
+
+@router.get("/messages", response_model=MessageList, tags=["messages"])
+async def list_messages(
+    runtime: RuntimeDep,
+    mailbox: MailboxDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> MessageList:
+    """The caller's messages, newest first; follow ``next_cursor`` for older ones."""
+    try:
+        before = decode_cursor(cursor) if cursor else None
+    except CursorError as exc:
+        raise Invalid(f"cursor: {exc}") from None
+    page, next_seq = await service.list_page(runtime.store, mailbox, limit=limit, before_seq=before)
+    return MessageList(
+        messages=[service.summary_public(m) for m in page],
+        next_cursor=encode_cursor(next_seq) if next_seq is not None else None,
+    )
+
+
+@router.get(
+    "/events",
+    tags=["messages"],
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "`message` events; `id:` is the mailbox sequence",
+        }
+    },
+)
+async def live_events(
+    request: Request,
+    runtime: RuntimeDep,
+    mailbox: MailboxDep,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> EventSourceResponse:
+    """New mail for the caller's mailbox, live (Server-Sent Events).
+
+    Each event's ``id`` is the message's per-mailbox sequence. Reconnecting with
+    ``Last-Event-ID`` first replays what was stored after it.
+    """
+    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+    sub = runtime.hub.subscribe(mailbox.address)
+
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        last_sent = after or 0
+        try:
+            if after is not None:
+                for message in await runtime.store.list_messages_after(
+                    mailbox.address, after, limit=BACKLOG_LIMIT
+                ):
+                    last_sent = message.seq
+                    yield _message_event(message)
+            while True:
+                event = await sub.queue.get()
+                if event is None:
+                    return
+                if event.seq > last_sent:
+                    last_sent = event.seq
+                    yield _delivery_event(event)
+        finally:
+            runtime.hub.unsubscribe(sub)
+
+    return EventSourceResponse(stream(), ping=SSE_PING_S, headers={"Cache-Control": "no-store"})
+
+
+def _message_event(message: MessageSummary) -> ServerSentEvent:
+    data = service.summary_public(message).model_dump(mode="json")
+    return ServerSentEvent(data=json.dumps(data), event="message", id=str(message.seq))
+
+
+def _delivery_event(event: DeliveryEvent) -> ServerSentEvent:
+    data = {
+        "id": event.message_id,
+        "seq": event.seq,
+        "sender": event.sender,
+        "subject": event.subject,
+        "preview": event.preview,
+        "size": event.size,
+        "received_at": event.received_at.isoformat(),
+    }
+    return ServerSentEvent(data=json.dumps(data), event="message", id=str(event.seq))
+
+
+@health_router.get("/healthz", response_model=Health, tags=["health"])
+async def healthz(runtime: RuntimeDep) -> Health:
+    """Alive: the process answers. Says whether the delivery consumer has its partitions."""
+    consumer = runtime.consumer
+    assigned = bool(getattr(consumer, "assigned", False))
+    return Health(
+        status="ok",
+        store=runtime.settings.store,
+        delivery_consumer="assigned" if assigned else "waiting",
+        partitions=list(getattr(consumer, "partitions", [])),
+    )
+
+
+@health_router.get(
+    "/readyz", response_model=Health, tags=["health"], responses={503: {"model": Health}}
+)
+async def readyz(runtime: RuntimeDep, response: Response) -> Health:
+    """Ready: the store answers and the delivery consumer has its partitions."""
+    health = await healthz(runtime)
+    store_state = "ok"
+    try:
+        await runtime.store.ping()
+    except StoreError as exc:
+        store_state = f"down: {exc}"
+    ready = store_state == "ok" and health.delivery_consumer == "assigned"
+    if not ready:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return health.model_copy(
+        update={
+            "status": "ready" if ready else "not_ready",
+            "store": f"{runtime.settings.store}: {store_state}",
+        }
+    )

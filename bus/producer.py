@@ -1,0 +1,146 @@
+"""An asyncio face on confluent-kafka's producer: ``await send(...)`` resolves on the broker's ack.
+
+The librdkafka producer is thread-safe; a daemon thread polls it so delivery callbacks
+fire promptly, and each callback resolves its asyncio future with
+``loop.call_soon_threadsafe``. Nothing blocks the event loop: ``produce`` only enqueues,
+and a full local queue (``BufferError``) is retried with a short, bounded back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+log = logging.getLogger(__name__)
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+class ProduceError(RuntimeError):
+    """The broker did not acknowledge a record (timeout, broker down, record too large)."""
+
+    def __init__(self, message: str, *, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    topic: str
+    partition: int
+    offset: int
+
+
+class AsyncProducer:
+    """One confluent-kafka producer for one process. Start it, ``await send``, stop it."""
+
+    def __init__(self, config: dict[str, Any], *, buffer_retries: int = 200) -> None:
+        self._config = {"error_cb": self._on_error, **config}
+        self._buffer_retries = buffer_retries
+        self._producer: Producer | None = None
+        self._poller: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    async def start(self) -> None:
+        if self._producer is not None:
+            return
+        self._producer = Producer(self._config)
+        self._stopping.clear()
+        self._poller = threading.Thread(
+            target=self._poll_forever, name="kafka-producer-poll", daemon=True
+        )
+        self._poller.start()
+
+    async def stop(self, timeout_s: float = 10.0) -> int:
+        """Flush what is queued (bounded) and stop; returns the records left unflushed."""
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return 0
+        left = await asyncio.to_thread(producer.flush, timeout_s)
+        self._stopping.set()
+        if self._poller is not None:
+            await asyncio.to_thread(self._poller.join, 5.0)
+        if left:
+            log.warning("producer stopped with %d records unacknowledged", left)
+        return int(left)
+
+    async def send(
+        self, topic: str, *, key: bytes | None, value: bytes, headers: Headers | None = None
+    ) -> Ack:
+        """Produce one record and wait for the broker's acknowledgement."""
+        producer = self._require()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Ack] = loop.create_future()
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            loop.call_soon_threadsafe(_settle, future, err, msg)
+
+        for _attempt in range(self._buffer_retries):
+            try:
+                producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=list(headers or ()),
+                    on_delivery=on_delivery,
+                )
+                break
+            except BufferError:
+                await asyncio.sleep(0.005)
+            except Exception as exc:  # KafkaException: too large, unknown topic, ...
+                raise _produce_error(exc) from exc
+        else:
+            raise ProduceError("local produce queue stayed full")
+        return await future
+
+    async def send_many(
+        self, topic: str, records: Sequence[tuple[bytes | None, bytes, Headers | None]]
+    ) -> list[Ack]:
+        """Produce several records and wait for every ack (raises the first failure)."""
+        return list(
+            await asyncio.gather(
+                *(self.send(topic, key=k, value=v, headers=h) for k, v, h in records)
+            )
+        )
+
+    def _require(self) -> Producer:
+        if self._producer is None:
+            raise ProduceError("producer is not started")
+        return self._producer
+
+    def _poll_forever(self) -> None:
+        while not self._stopping.is_set():
+            producer = self._producer
+            if producer is None:
+                break
+            producer.poll(0.05)
+
+    @staticmethod
+    def _on_error(err: KafkaError) -> None:
+        level = logging.ERROR if err.fatal() else logging.WARNING
+        log.log(level, "kafka producer: %s", err.str())
+
+
+def _settle(future: asyncio.Future[Ack], err: KafkaError | None, msg: Message) -> None:
+    if future.done():
+        return
+    if err is not None:
+        future.set_exception(
+            ProduceError(f"not acknowledged: {err.str()}", retriable=err.retriable())
+        )
+    else:
+        future.set_result(Ack(msg.topic() or "", msg.partition() or 0, msg.offset() or 0))
+
+
+def _produce_error(exc: Exception) -> ProduceError:
+    err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    if err is None:
+        return ProduceError(str(exc))
+    permanent = err.code() == KafkaError.MSG_SIZE_TOO_LARGE
+    return ProduceError(err.str(), retriable=not permanent)

@@ -1,0 +1,99 @@
+"""HTTP shapes of the public API, named by role.
+
+Errors everywhere are ``{"error": {"code": ..., "message": ...}}``; lists of messages
+are ``{"messages": [...], "next_cursor": ...}``, newest first, with an opaque keyset
+cursor.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+USERNAME_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{1,62})[a-z0-9]$"
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["unauthorized"])
+    message: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class DomainList(BaseModel):
+    domains: list[str]
+
+
+class MailboxCreate(BaseModel):
+    """``POST /api/mailboxes``. Both fields optional: with neither, a random address."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=64,
+        description="Local part: 3-64 of a-z 0-9 . _ - (lower-cased).",
+    )
+    domain: str | None = Field(default=None, description="One of GET /api/domains.")
+
+
+class MailboxPublic(BaseModel):
+    address: str
+    expires_at: datetime
+
+
+class MailboxCreated(MailboxPublic):
+    """Returned once, at creation: the token is never shown again (store keeps a hash)."""
+
+    token: str = Field(description="Bearer token for this mailbox; also set as a cookie.")
+
+
+class MessageSummaryPublic(BaseModel):
+    id: str
+    seq: int
+    sender: str
+    subject: str
+    preview: str
+    size: int
+    received_at: datetime
+    expires_at: datetime
+    seen: bool = False
+    parse_errors: list[str] = Field(default_factory=list)
+
+
+class MessageList(BaseModel):
+    messages: list[MessageSummaryPublic]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next (older) page; null on the last page."
+    )
+
+
+class Health(BaseModel):
+    status: str
+    store: str
+    delivery_consumer: str
+    partitions: list[int] = Field(default_factory=list)
+
+
+class CursorError(ValueError):
+    """A cursor we did not issue."""
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"s{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise CursorError("malformed cursor") from None
+    if not text.startswith("s") or not text[1:].isdigit():
+        raise CursorError("malformed cursor")
+    return int(text[1:])

@@ -1,0 +1,222 @@
+"""The Faust wiring of the streams worker: topics, the mailbox table, agents and timers.
+
+Everything is built inside :func:`build_app`, from one settings object and one opened
+store; nothing touches a loop or a broker at import time.
+
+* ``track_mailbox_lifecycle`` keeps ``mailboxes_by_address`` (key: normalised address)
+  from ``tmpmail.mailbox-lifecycle.v1``;
+* ``store_raw_mail`` takes batches from ``tmpmail.raw-mail.v1`` (co-partitioned with the
+  table: same key, same count, same murmur2), looks each recipient up in the table (then
+  the store), writes the batch with one store call, then publishes to
+  ``tmpmail.delivery.v1`` and ``tmpmail.dropped-mail.v1`` and waits for those acks before
+  the batch's offsets can be committed (at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
+
+import faust
+
+from schemas.keys import normalise_address
+from schemas.records import MailboxLifecycleEvent, RecordError, utcnow
+from schemas.settings import Settings
+from schemas.topics import (
+    DELIVERY_TOPIC,
+    DROPPED_MAIL_TOPIC,
+    MAILBOX_LIFECYCLE_TOPIC,
+    MAILBOX_TABLE,
+    RAW_MAIL_TOPIC,
+    STREAMS_APP_ID,
+)
+from store import MailStore, StoreError
+from streams.service import MailboxView, RawRecord, mailbox_view, store_raw_batch
+
+log = logging.getLogger("tmpmail.streams")
+
+BATCH_MAX = 500
+BATCH_WITHIN_S = 0.05
+FETCH_MAX_BYTES = 16 * 1024 * 1024
+RETRY_MAX_S = 30.0
+
+
+class TableThenStoreLookup:
+    """Mailbox look-up: the Faust table first; on a miss, the store.
+
+    The store fallback closes the race between creating an address (store, then the
+    lifecycle topic) and its first mail arriving before the table has learnt it.
+    """
+
+    def __init__(self, table: Any, store: MailStore) -> None:
+        self._table = table
+        self._store = store
+
+    async def find(self, address: str) -> MailboxView | None:
+        value = self._table.get(address.encode("utf-8"))
+        if value is not None:
+            try:
+                return mailbox_view(MailboxLifecycleEvent.from_bytes(value))
+            except RecordError:
+                log.warning("unreadable table entry for %s; asking the store", address)
+        mailbox = await self._store.get_mailbox(address)
+        if mailbox is None:
+            return None
+        return MailboxView(address=mailbox.address, expires_at=mailbox.expires_at)
+
+
+def build_app(settings: Settings, store: MailStore) -> faust.App:
+    partitions = settings.topic_partitions
+    app = faust.App(
+        STREAMS_APP_ID,
+        broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
+        store="memory://",
+        datadir=str(settings.state_dir / "streams"),
+        web_enabled=False,
+        topic_partitions=partitions,
+        topic_allow_declare=False,
+        consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=FETCH_MAX_BYTES,
+        producer_linger_ms=5,
+        producer_acks=-1,
+        producer_max_request_size=settings.max_message_bytes + 1024 * 1024,
+        producer_max_batch_size=1024 * 1024,
+    )
+
+    def raw_topic(name: str) -> faust.TopicT:
+        return app.topic(
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=partitions,
+        )
+
+    raw_mail_topic = raw_topic(RAW_MAIL_TOPIC)
+    lifecycle_topic = raw_topic(MAILBOX_LIFECYCLE_TOPIC)
+    delivery_topic = raw_topic(DELIVERY_TOPIC)
+    dropped_mail_topic = raw_topic(DROPPED_MAIL_TOPIC)
+    mailboxes_by_address = app.Table(
+        MAILBOX_TABLE,
+        default=None,
+        partitions=partitions,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    lookup = TableThenStoreLookup(mailboxes_by_address, store)
+
+    @app.agent(lifecycle_topic)
+    async def track_mailbox_lifecycle(stream: faust.StreamT) -> AsyncIterator[None]:
+        async for event in stream.events():
+            try:
+                change = MailboxLifecycleEvent.from_bytes(event.value)
+                key = normalise_address(change.address).encode("utf-8")
+            except (RecordError, ValueError) as exc:
+                log.error(
+                    "skipping unreadable lifecycle record at %d/%d: %s",
+                    event.message.partition,
+                    event.message.offset,
+                    exc,
+                )
+                continue
+            if change.kind == "deleted":
+                mailboxes_by_address.pop(key, None)
+            else:
+                mailboxes_by_address[key] = event.value
+            yield None
+
+    @app.agent(raw_mail_topic)
+    async def store_raw_mail(stream: faust.StreamT) -> AsyncIterator[None]:
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            records = [
+                RawRecord(e.value, _headers(e), e.message.partition, e.message.offset)
+                for e in events
+            ]
+            outcome = await _with_retry(
+                partial(
+                    store_raw_batch,
+                    records,
+                    lookup=lookup,
+                    store=store,
+                    message_ttl=settings.message_ttl,
+                    now=utcnow(),
+                )
+            )
+            acks = [
+                await delivery_topic.send(key=key.encode("utf-8"), value=ev.to_bytes())
+                for key, ev in outcome.deliveries
+            ] + [
+                await dropped_mail_topic.send(
+                    key=key.encode("utf-8") or None, value=dropped.to_bytes()
+                )
+                for key, dropped in outcome.dropped
+            ]
+            await asyncio.gather(*acks)
+            log.debug("batch of %d: %s", len(records), dict(outcome.counts))
+            yield None
+
+    @app.timer(settings.purge_interval_s)
+    async def purge_expired() -> None:
+        try:
+            counts = await store.purge_expired(utcnow())
+        except StoreError as exc:
+            log.warning("purge failed, will retry: %s", exc)
+            return
+        if counts.messages or counts.tombstones or counts.mailboxes:
+            log.info("purged %s", counts)
+
+    ready_file = settings.run_dir / "streams.ready"
+    reported: list[list[int] | None] = [None]
+
+    @app.timer(0.5)
+    async def report_readiness() -> None:
+        assigned = sorted(
+            {tp.partition for tp in app.consumer.assignment() if tp.topic == RAW_MAIL_TOPIC}
+        )
+        recovered = app.tables.recovery.completed.is_set()
+        state = assigned if assigned and recovered and not app.rebalancing else None
+        if state == reported[0]:
+            return
+        reported[0] = state
+        if state is None:
+            ready_file.unlink(missing_ok=True)
+        else:
+            _write_ready(ready_file, state)
+            log.info("ready: raw-mail partitions %s", state)
+
+    return app
+
+
+def _headers(event: Any) -> list[tuple[str, bytes]]:
+    headers = event.message.headers
+    if isinstance(headers, dict):
+        return list(headers.items())
+    return list(headers or ())
+
+
+def _write_ready(path: os.PathLike[str], partitions: list[int]) -> None:
+    body = json.dumps({"pid": os.getpid(), "partitions": partitions})
+    tmp = f"{os.fspath(path)}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(body)
+    os.replace(tmp, path)
+
+
+async def _with_retry(attempt: Any) -> Any:
+    """Retry a store write with capped exponential back-off; never skip unwritten mail."""
+    delay = 0.2
+    while True:
+        try:
+            return await attempt()
+        except StoreError as exc:
+            log.warning("store write failed, retrying in %.1fs: %s", delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)

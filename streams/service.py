@@ -1,0 +1,193 @@
+"""What the streams worker does with a batch of raw mail, free of Faust and Kafka.
+
+``store_raw_batch`` validates each record's envelope, looks its mailbox up (table first,
+then the store), parses a summary, writes the batch to the store in one call, and
+returns the delivery events and drop records for the agent to publish. Nothing is lost
+silently: every record ends as stored, a drop with a reason, or an intentional skip
+(tombstoned or expired) that is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from schemas.keys import AddressError
+from schemas.records import (
+    DeliveryEvent,
+    DroppedMail,
+    MailboxLifecycleEvent,
+    RawMailEnvelope,
+    RecordError,
+)
+from store import MailStore, NewMessage
+from streams.parsing import MailSummary, summarise
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One raw-mail record as consumed: value bytes, headers and where it came from."""
+
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] | None
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxView:
+    address: str
+    expires_at: datetime
+
+
+class MailboxLookup(Protocol):
+    async def find(self, address: str) -> MailboxView | None: ...
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    deliveries: list[tuple[str, DeliveryEvent]] = field(default_factory=list)
+    dropped: list[tuple[str, DroppedMail]] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+def mailbox_view(event: MailboxLifecycleEvent) -> MailboxView | None:
+    """The table's view of a mailbox after ``event`` (``None`` once deleted)."""
+    if event.kind == "deleted":
+        return None
+    return MailboxView(address=event.address, expires_at=event.expires_at)
+
+
+async def store_raw_batch(
+    records: Sequence[RawRecord],
+    *,
+    lookup: MailboxLookup,
+    store: MailStore,
+    message_ttl: timedelta,
+    now: datetime,
+) -> BatchOutcome:
+    outcome = BatchOutcome()
+    accepted: list[tuple[RawRecord, RawMailEnvelope]] = []
+    for record in records:
+        envelope = await _admit(record, lookup, now, outcome)
+        if envelope is not None:
+            accepted.append((record, envelope))
+    if not accepted:
+        return outcome
+
+    summaries = await asyncio.to_thread(_summarise_all, [r.value or b"" for r, _ in accepted])
+    batch = [
+        _new_message(record, envelope, summary, message_ttl)
+        for (record, envelope), summary in zip(accepted, summaries, strict=True)
+    ]
+    results = await store.store_messages(batch, now)
+    for (record, envelope), message, result in zip(accepted, batch, results, strict=True):
+        outcome.counts[result.status] += 1
+        if result.seq is not None:
+            outcome.deliveries.append((message.address, _delivery(message, result.seq)))
+        elif result.status == "no_mailbox":
+            _drop(outcome, record, "unknown_mailbox", envelope, "mailbox not in the store")
+    return outcome
+
+
+async def _admit(
+    record: RawRecord, lookup: MailboxLookup, now: datetime, outcome: BatchOutcome
+) -> RawMailEnvelope | None:
+    try:
+        envelope = RawMailEnvelope.from_headers(list(record.headers or ()))
+        address = envelope.mailbox_key
+    except (RecordError, AddressError) as exc:
+        _drop(outcome, record, "bad_envelope", None, str(exc))
+        return None
+    if record.value is None:
+        _drop(outcome, record, "bad_envelope", envelope, "record has no value")
+        return None
+    mailbox = await lookup.find(address)
+    if mailbox is None:
+        _drop(outcome, record, "unknown_mailbox", envelope, "no such mailbox")
+        return None
+    if mailbox.expires_at <= envelope.received_at:
+        _drop(
+            outcome,
+            record,
+            "expired_mailbox",
+            envelope,
+            f"mailbox expired at {mailbox.expires_at.isoformat()}",
+        )
+        return None
+    return envelope
+
+
+def _drop(
+    outcome: BatchOutcome,
+    record: RawRecord,
+    reason: str,
+    envelope: RawMailEnvelope | None,
+    detail: str,
+) -> None:
+    recipient = envelope.recipient if envelope else ""
+    dropped = DroppedMail(
+        reason=reason,  # type: ignore[arg-type]
+        detail=detail[:500],
+        recipient=recipient,
+        ingest_id=envelope.ingest_id if envelope else "",
+        source_partition=record.partition,
+        source_offset=record.offset,
+        size=len(record.value or b""),
+    )
+    try:
+        key = envelope.mailbox_key if envelope else ""
+    except AddressError:
+        key = ""
+    outcome.counts[f"dropped:{reason}"] += 1
+    outcome.dropped.append((key, dropped))
+    log.info(
+        "dropped mail %s for %r at %d/%d: %s (%s)",
+        dropped.ingest_id,
+        recipient,
+        record.partition,
+        record.offset,
+        reason,
+        detail,
+    )
+
+
+def _summarise_all(raws: list[bytes]) -> list[MailSummary]:
+    return [summarise(raw) for raw in raws]
+
+
+def _new_message(
+    record: RawRecord, envelope: RawMailEnvelope, summary: MailSummary, ttl: timedelta
+) -> NewMessage:
+    return NewMessage(
+        id=envelope.message_id,
+        address=envelope.mailbox_key,
+        ingest_id=envelope.ingest_id,
+        received_at=envelope.received_at,
+        expires_at=envelope.received_at + ttl,
+        raw=record.value or b"",
+        sender=summary.sender or envelope.sender,
+        subject=summary.subject,
+        preview=summary.preview,
+        parse_errors=summary.parse_errors,
+    )
+
+
+def _delivery(message: NewMessage, seq: int) -> DeliveryEvent:
+    return DeliveryEvent(
+        address=message.address,
+        message_id=message.id,
+        seq=seq,
+        sender=message.sender,
+        subject=message.subject,
+        preview=message.preview,
+        size=len(message.raw),
+        received_at=message.received_at,
+    )
