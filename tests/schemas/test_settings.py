@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import pytest
+
+from schemas.settings import SettingsError, load_settings
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(__import__("os").environ):
+        if name.startswith("TMPMAIL_"):
+            monkeypatch.delenv(name)
+    s = load_settings()
+    assert (s.smtp_host, s.smtp_port, s.http_host, s.http_port) == ("127.0.0.1", 2525, "127.0.0.1", 8000)
+    assert len(s.domains) == 3 and all(d.endswith(".test") for d in s.domains)
+    assert s.max_message_bytes == 10 * 1024 * 1024
+    assert s.store == "sqlite"
+    assert s.state_dir.name == ".tmpmail"
+    assert s.sqlite_path == s.state_dir / "data" / "tmpmail.sqlite3"
+    assert s.message_ttl.days == 7 and s.mailbox_ttl.days == 15 and s.mailbox_cooldown.days == 30
+    assert s.topic_partitions == 6 and s.raw_mail_retention_ms == 8 * 86_400_000
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TMPMAIL_DOMAINS", "Bücher.test, other.test")
+    monkeypatch.setenv("TMPMAIL_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("TMPMAIL_STORE", "mongodb")
+    monkeypatch.setenv("TMPMAIL_MONGO_URL", "mongodb://127.0.0.1:27018/")
+    s = load_settings()
+    assert s.domains == ["xn--bcher-kva.test", "other.test"]
+    assert s.state_dir == tmp_path.resolve()
+    assert s.store == "mongodb" and s.mongo_port == 27018
+    assert "27018" not in repr(s)  # the URL is a secret
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "says"),
+    [
+        ("TMPMAIL_SMTP_PORT", "70000", "TMPMAIL_SMTP_PORT"),
+        ("TMPMAIL_STORE", "postgres", "TMPMAIL_STORE"),
+        ("TMPMAIL_MONGO_URL", "http://x", "TMPMAIL_MONGO_URL"),
+        ("TMPMAIL_KAFKA_BOOTSTRAP", "nohostport", "TMPMAIL_KAFKA_BOOTSTRAP"),
+        ("TMPMAIL_DOMAINS", "localhost", "TMPMAIL_DOMAINS"),
+    ],
+)
+def test_invalid_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str, says: str
+) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(SettingsError) as exc:
+        load_settings()
+    assert says in str(exc.value)
+    assert "Fix the variable" in str(exc.value)

@@ -1,0 +1,92 @@
+"""store_raw_batch with an in-memory store double (pure logic; the real path is in e2e)."""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from schemas.records import ENVELOPE_HEADER, RawMailEnvelope, new_ingest_id
+from store import NewMessage, WriteResult
+from streams.service import MailboxView, RawRecord, store_raw_batch
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+TTL = timedelta(days=7)
+
+
+class Lookup:
+    def __init__(self, boxes: dict[str, datetime]) -> None:
+        self.boxes = boxes
+
+    async def find(self, address: str) -> MailboxView | None:
+        expires = self.boxes.get(address)
+        return MailboxView(address, expires) if expires else None
+
+
+class MemoryStore:
+    """Only what store_raw_batch calls; the contract suite tests the real adapters."""
+
+    def __init__(self) -> None:
+        self.seq: dict[str, int] = {}
+        self.ids: dict[str, int] = {}
+        self.batches: list[list[NewMessage]] = []
+
+    async def store_messages(self, batch: Sequence[NewMessage], now: datetime) -> list[WriteResult]:
+        self.batches.append(list(batch))
+        out = []
+        for m in batch:
+            if m.id in self.ids:
+                out.append(WriteResult(m.id, m.address, "existing", self.ids[m.id]))
+                continue
+            self.seq[m.address] = self.seq.get(m.address, 0) + 1
+            self.ids[m.id] = self.seq[m.address]
+            out.append(WriteResult(m.id, m.address, "inserted", self.ids[m.id]))
+        return out
+
+
+def _record(rcpt: str, offset: int, *, body: bytes = b"Subject: hi\r\n\r\nhello\r\n",
+            ingest_id: str | None = None) -> RawRecord:
+    env = RawMailEnvelope(ingest_id=ingest_id or new_ingest_id(), sender="a@example.org",
+                          recipient=rcpt, client_address="127.0.0.1", received_at=NOW)
+    return RawRecord(body, env.to_headers(), partition=2, offset=offset)
+
+
+async def test_stores_known_and_drops_unknown_with_reasons() -> None:
+    store = MemoryStore()
+    lookup = Lookup({"bob@tmpmail.test": NOW + timedelta(days=1),
+                     "old@tmpmail.test": NOW - timedelta(seconds=1)})
+    records = [
+        _record("Bob+x@tmpmail.test", 10),
+        _record("nobody@tmpmail.test", 11),
+        _record("old@tmpmail.test", 12),
+        RawRecord(b"x", [("other", b"1")], 2, 13),
+        _record("bob@tmpmail.test", 14),
+    ]
+    out = await store_raw_batch(records, lookup=lookup, store=store,  # type: ignore[arg-type]
+                                message_ttl=TTL, now=NOW)
+    assert len(store.batches) == 1 and len(store.batches[0]) == 2  # one store call per batch
+    assert [ev.seq for _, ev in out.deliveries] == [1, 2]
+    assert {k for k, _ in out.deliveries} == {"bob@tmpmail.test"}
+    reasons = {(d.reason, d.source_offset) for _, d in out.dropped}
+    assert reasons == {("unknown_mailbox", 11), ("expired_mailbox", 12), ("bad_envelope", 13)}
+    stored = store.batches[0][0]
+    assert stored.raw == records[0].value and stored.subject == "hi"
+    assert stored.expires_at == NOW + TTL
+
+
+async def test_redelivery_publishes_the_same_sequence_again() -> None:
+    store = MemoryStore()
+    lookup = Lookup({"bob@tmpmail.test": NOW + timedelta(days=1)})
+    record = _record("bob@tmpmail.test", 1, ingest_id="0123456789abcdef")
+    first = await store_raw_batch([record], lookup=lookup, store=store,  # type: ignore[arg-type]
+                                  message_ttl=TTL, now=NOW)
+    again = await store_raw_batch([record], lookup=lookup, store=store,  # type: ignore[arg-type]
+                                  message_ttl=TTL, now=NOW)
+    assert first.deliveries == again.deliveries
+    assert again.counts["existing"] == 1
+
+
+async def test_batch_of_only_drops_never_calls_the_store() -> None:
+    store = MemoryStore()
+    out = await store_raw_batch([_record("x@tmpmail.test", 1)], lookup=Lookup({}),
+                                store=store, message_ttl=TTL, now=NOW)  # type: ignore[arg-type]
+    assert store.batches == [] and out.counts["dropped:unknown_mailbox"] == 1
+    assert out.dropped[0][0] == "x@tmpmail.test"
+    assert ENVELOPE_HEADER  # the header name is part of the contract
