@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -16,6 +15,7 @@ from schemas.api import (
     CursorError,
     DomainList,
     Health,
+    LiveMessage,
     MailboxCreate,
     MailboxCreated,
     MessageList,
@@ -144,21 +144,35 @@ async def live_events(
 
 
 def _message_event(message: MessageSummary) -> ServerSentEvent:
-    data = service.summary_public(message).model_dump(mode="json")
-    return ServerSentEvent(data=json.dumps(data), event="message", id=str(message.seq))
+    return _sse(
+        LiveMessage(
+            id=message.id,
+            seq=message.seq,
+            sender=message.sender,
+            subject=message.subject,
+            preview=message.preview,
+            size=message.size,
+            received_at=message.received_at,
+        )
+    )
 
 
 def _delivery_event(event: DeliveryEvent) -> ServerSentEvent:
-    data = {
-        "id": event.message_id,
-        "seq": event.seq,
-        "sender": event.sender,
-        "subject": event.subject,
-        "preview": event.preview,
-        "size": event.size,
-        "received_at": event.received_at.isoformat(),
-    }
-    return ServerSentEvent(data=json.dumps(data), event="message", id=str(event.seq))
+    return _sse(
+        LiveMessage(
+            id=event.message_id,
+            seq=event.seq,
+            sender=event.sender,
+            subject=event.subject,
+            preview=event.preview,
+            size=event.size,
+            received_at=event.received_at,
+        )
+    )
+
+
+def _sse(message: LiveMessage) -> ServerSentEvent:
+    return ServerSentEvent(data=message.model_dump_json(), event="message", id=str(message.seq))
 
 
 @health_router.get("/healthz", response_model=Health, tags=["health"])

@@ -67,6 +67,18 @@ class MessageSummaryPublic(BaseModel):
     parse_errors: list[str] = Field(default_factory=list)
 
 
+class LiveMessage(BaseModel):
+    """The data of a ``message`` event on ``GET /api/events`` (its ``id:`` is ``seq``)."""
+
+    id: str
+    seq: int
+    sender: str
+    subject: str
+    preview: str
+    size: int
+    received_at: datetime
+
+
 class MessageList(BaseModel):
     messages: list[MessageSummaryPublic]
     next_cursor: str | None = Field(

@@ -80,6 +80,7 @@ def build_app(settings: Settings, store: MailStore) -> faust.App:
         web_enabled=False,
         topic_partitions=partitions,
         topic_allow_declare=False,
+        topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         consumer_max_fetch_size=FETCH_MAX_BYTES,
         producer_linger_ms=5,
@@ -102,14 +103,9 @@ def build_app(settings: Settings, store: MailStore) -> faust.App:
     lifecycle_topic = raw_topic(MAILBOX_LIFECYCLE_TOPIC)
     delivery_topic = raw_topic(DELIVERY_TOPIC)
     dropped_mail_topic = raw_topic(DROPPED_MAIL_TOPIC)
+    # bytes keys and values: Faust then uses the "raw" codec for the changelog.
     mailboxes_by_address = app.Table(
-        MAILBOX_TABLE,
-        default=None,
-        partitions=partitions,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
+        MAILBOX_TABLE, default=None, partitions=partitions, key_type=bytes, value_type=bytes
     )
     lookup = TableThenStoreLookup(mailboxes_by_address, store)
 
