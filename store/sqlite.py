@@ -1,0 +1,530 @@
+"""SQLite adapter of the storage port: one file on one machine, written by several processes.
+
+* **Threads.** Nothing touches SQLite on the event loop. Writes run on one dedicated
+  writer thread with its own connection, each as one ``BEGIN IMMEDIATE`` transaction;
+  reads run on a small pool of reader threads, one connection each (under WAL they never
+  wait for a writer). ``read_threads=0`` sends reads to the writer thread instead.
+* **Several processes.** WAL, ``synchronous=NORMAL`` and a busy timeout; a transaction
+  that still finds the file locked is retried with bounded exponential backoff, then
+  fails with :class:`~store.port.StoreError`.
+* **Time.** Datetimes are integer epoch milliseconds in the file, aware UTC in Python.
+* **Indexes.** Every statement is in :data:`QUERIES`; :meth:`SQLiteStore.query_plans`
+  shows the plan SQLite picks for each, so ``bench/`` and the tests can check that none
+  scans a whole table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from store._common import from_ms, split_chunks, to_ms
+from store.port import (
+    Mailbox,
+    MessageSummary,
+    NewMessage,
+    PurgeCounts,
+    QueryPlan,
+    StoreError,
+    WriteResult,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Work = Callable[[sqlite3.Connection], T]
+
+#: Rows deleted per purge transaction, so a purge never holds the write lock for long.
+PURGE_BATCH = 500
+_FIRST_BACKOFF_S = 0.05
+_MAX_BACKOFF_S = 1.0
+_SCHEMA_VERSION = 1
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS mailboxes (
+        address     TEXT PRIMARY KEY,
+        id          TEXT NOT NULL,
+        token_hash  TEXT NOT NULL UNIQUE,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        purge_after INTEGER NOT NULL,
+        last_seq    INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX IF NOT EXISTS mailboxes_by_purge_after ON mailboxes (purge_after)",
+    """CREATE TABLE IF NOT EXISTS messages (
+        id           TEXT PRIMARY KEY,
+        address      TEXT NOT NULL,
+        seq          INTEGER NOT NULL,
+        ingest_id    TEXT NOT NULL,
+        received_at  INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL,
+        size         INTEGER NOT NULL,
+        sender       TEXT NOT NULL,
+        subject      TEXT NOT NULL,
+        preview      TEXT NOT NULL,
+        parse_errors TEXT NOT NULL,
+        seen         INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_address_seq ON messages (address, seq)",
+    "CREATE INDEX IF NOT EXISTS messages_by_expires_at ON messages (expires_at)",
+    """CREATE TABLE IF NOT EXISTS message_chunks (
+        message_id TEXT NOT NULL,
+        n          INTEGER NOT NULL,
+        data       BLOB NOT NULL,
+        PRIMARY KEY (message_id, n)
+    )""",
+    """CREATE TABLE IF NOT EXISTS tombstones (
+        id         TEXT PRIMARY KEY,
+        address    TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS tombstones_by_expires_at ON tombstones (expires_at)",
+)
+
+_MAILBOX_COLUMNS = "address, id, token_hash, created_at, expires_at, purge_after, last_seq"
+_SUMMARY_COLUMNS = (
+    "id, address, seq, ingest_id, received_at, expires_at, size,"
+    " sender, subject, preview, parse_errors, seen"
+)
+
+#: The hot read paths, as the bench reports them.
+HOT_QUERIES = (
+    "newest_20",
+    "keyset_page",
+    "get_by_id",
+    "after_seq",
+    "mailbox_by_address",
+    "mailbox_by_token",
+)
+
+#: Every statement the adapter runs, by name.
+QUERIES: dict[str, str] = {
+    # --- reads -----------------------------------------------------------------------
+    "newest_20": f"SELECT {_SUMMARY_COLUMNS} FROM messages"
+    " WHERE address = ? ORDER BY seq DESC LIMIT ?",
+    "keyset_page": f"SELECT {_SUMMARY_COLUMNS} FROM messages"
+    " WHERE address = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+    "after_seq": f"SELECT {_SUMMARY_COLUMNS} FROM messages"
+    " WHERE address = ? AND seq > ? ORDER BY seq LIMIT ?",
+    "get_by_id": f"SELECT {_SUMMARY_COLUMNS} FROM messages WHERE id = ? AND address = ?",
+    "mailbox_by_address": f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE address = ?",
+    "mailbox_by_token": f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE token_hash = ?",
+    "message_size": "SELECT size FROM messages WHERE id = ? AND address = ?",
+    "raw_chunks": "SELECT data FROM message_chunks WHERE message_id = ? ORDER BY n",
+    # --- message writes ----------------------------------------------------------------
+    "seq_by_id": "SELECT seq FROM messages WHERE id = ?",
+    "tombstone_by_id": "SELECT 1 FROM tombstones WHERE id = ?",
+    "next_seq": "UPDATE mailboxes SET last_seq = last_seq + 1 WHERE address = ? RETURNING last_seq",
+    "insert_message": f"INSERT INTO messages ({_SUMMARY_COLUMNS})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+    "insert_chunk": "INSERT INTO message_chunks (message_id, n, data) VALUES (?, ?, ?)",
+    "message_expiry": "SELECT expires_at FROM messages WHERE id = ? AND address = ?",
+    "insert_tombstone": "INSERT OR REPLACE INTO tombstones (id, address, expires_at)"
+    " VALUES (?, ?, ?)",
+    "delete_message": "DELETE FROM messages WHERE id = ?",
+    "delete_chunks_of_message": "DELETE FROM message_chunks WHERE message_id = ?",
+    # --- mailbox writes ----------------------------------------------------------------
+    "mailbox_purge_after": "SELECT purge_after FROM mailboxes WHERE address = ?",
+    "insert_mailbox": f"INSERT INTO mailboxes ({_MAILBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "replace_mailbox": "UPDATE mailboxes SET id = ?, token_hash = ?, created_at = ?,"
+    " expires_at = ?, purge_after = ?, last_seq = max(last_seq, ?) WHERE address = ?",
+    "delete_chunks_of_address": "DELETE FROM message_chunks"
+    " WHERE message_id IN (SELECT id FROM messages WHERE address = ?)",
+    "delete_messages_of_address": "DELETE FROM messages WHERE address = ?",
+    # --- purge -------------------------------------------------------------------------
+    "expired_message_ids": "SELECT id FROM messages WHERE expires_at <= ? LIMIT ?",
+    "purge_tombstones": "DELETE FROM tombstones"
+    " WHERE id IN (SELECT id FROM tombstones WHERE expires_at <= ? LIMIT ?)",
+    "purge_mailboxes": "DELETE FROM mailboxes"
+    " WHERE address IN (SELECT address FROM mailboxes WHERE purge_after <= ? LIMIT ?)",
+}
+
+
+class SQLiteStore:
+    """The storage port on one SQLite file (see the module docstring for the threading)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_s: float = 10.0,
+        read_threads: int = 2,
+        write_attempts: int = 5,
+    ) -> None:
+        self.path = Path(path)
+        self._busy_timeout_s = busy_timeout_s
+        self._read_threads = read_threads
+        self._write_attempts = max(1, write_attempts)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._writer: ThreadPoolExecutor | None = None
+        self._readers: ThreadPoolExecutor | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._readers = self._writer
+        if self._read_threads > 0:
+            self._readers = ThreadPoolExecutor(self._read_threads, "sqlite-reader")
+        try:
+            await self._write(_create_schema)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        writer, readers = self._writer, self._readers
+        self._writer = self._readers = None
+        if writer is not None and readers is not None:
+            await asyncio.to_thread(self._shut_down, writer, readers)
+
+    async def ping(self) -> None:
+        await self._read(lambda conn: conn.execute("SELECT 1").fetchall())
+
+    # --- mailboxes ------------------------------------------------------------------------
+    async def create_mailbox(self, mailbox: Mailbox, now: datetime) -> bool:
+        """Insert ``mailbox``, or replace a record past its ``purge_after``.
+
+        A replaced record's leftover messages are deleted in the same transaction, and its
+        ``last_seq`` carries over so sequence numbers never repeat. A token hash that
+        another mailbox holds makes this return False.
+        """
+        return await self._write(
+            functools.partial(_create_mailbox, mailbox=mailbox, now_ms=to_ms(now))
+        )
+
+    async def get_mailbox(self, address: str) -> Mailbox | None:
+        row = await self._read(_fetch_one(QUERIES["mailbox_by_address"], (address,)))
+        return None if row is None else _mailbox(row)
+
+    async def get_mailbox_by_token(self, token_hash: str) -> Mailbox | None:
+        row = await self._read(_fetch_one(QUERIES["mailbox_by_token"], (token_hash,)))
+        return None if row is None else _mailbox(row)
+
+    # --- messages -------------------------------------------------------------------------
+    async def store_messages(self, batch: Sequence[NewMessage], now: datetime) -> list[WriteResult]:
+        if not batch:
+            return []
+        work = functools.partial(_store_batch, batch=tuple(batch), now_ms=to_ms(now))
+        return await self._write(work)
+
+    async def list_messages(
+        self, address: str, *, limit: int, before_seq: int | None = None
+    ) -> list[MessageSummary]:
+        if before_seq is None:
+            fetch = _fetch_all(QUERIES["newest_20"], (address, limit))
+        else:
+            fetch = _fetch_all(QUERIES["keyset_page"], (address, before_seq, limit))
+        return [_summary(row) for row in await self._read(fetch)]
+
+    async def list_messages_after(
+        self, address: str, after_seq: int, *, limit: int
+    ) -> list[MessageSummary]:
+        fetch = _fetch_all(QUERIES["after_seq"], (address, after_seq, limit))
+        return [_summary(row) for row in await self._read(fetch)]
+
+    async def get_message(self, address: str, message_id: str) -> MessageSummary | None:
+        row = await self._read(_fetch_one(QUERIES["get_by_id"], (message_id, address)))
+        return None if row is None else _summary(row)
+
+    async def get_raw(self, address: str, message_id: str) -> bytes | None:
+        return await self._read(
+            functools.partial(_read_raw, address=address, message_id=message_id)
+        )
+
+    async def delete_message(self, address: str, message_id: str) -> bool:
+        work = functools.partial(_delete_message, address=address, message_id=message_id)
+        return await self._write(work)
+
+    async def purge_expired(self, now: datetime) -> PurgeCounts:
+        """Purge in transactions of at most :data:`PURGE_BATCH` rows, so writers interleave."""
+        now_ms = to_ms(now)
+        return PurgeCounts(
+            messages=await self._purge(functools.partial(_purge_messages, now_ms=now_ms)),
+            tombstones=await self._purge(
+                functools.partial(_delete_limited, sql=QUERIES["purge_tombstones"], now_ms=now_ms)
+            ),
+            mailboxes=await self._purge(
+                functools.partial(_delete_limited, sql=QUERIES["purge_mailboxes"], now_ms=now_ms)
+            ),
+        )
+
+    # --- diagnostics (not part of the port) ---------------------------------------------
+    async def query_plans(self, names: Iterable[str] | None = None) -> list[QueryPlan]:
+        """``EXPLAIN QUERY PLAN`` of the named statements (all of :data:`QUERIES` by default)."""
+        wanted = list(QUERIES if names is None else names)
+        return await self._read(functools.partial(_explain, names=wanted))
+
+    # --- threads and transactions --------------------------------------------------------
+    async def _write(self, work: Work[T]) -> T:
+        return await self._call(self._writer, functools.partial(self._in_write_transaction, work))
+
+    async def _read(self, work: Work[T]) -> T:
+        return await self._call(self._readers, lambda: work(self._connection()))
+
+    async def _call(self, executor: ThreadPoolExecutor | None, call: Callable[[], T]) -> T:
+        if executor is None:
+            raise StoreError(f"SQLite store {self.path} is not open")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(executor, call)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite {self.path}: {exc}") from exc
+
+    async def _purge(self, work: Work[int]) -> int:
+        total = 0
+        while True:
+            deleted = await self._write(work)
+            total += deleted
+            if deleted < PURGE_BATCH:
+                return total
+
+    def _in_write_transaction(self, work: Work[T]) -> T:
+        """Run ``work`` in ``BEGIN IMMEDIATE``; retry the whole of it while the file is locked."""
+        conn = self._connection()
+        delay = _FIRST_BACKOFF_S
+        attempt = 1
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                return result
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or attempt >= self._write_attempts:
+                    raise
+                log.info(
+                    "SQLite %s is locked (try %d): retrying in %.2fs", self.path, attempt, delay
+                )
+                time.sleep(delay)  # backoff on the writer thread; the loop is not blocked
+                delay = min(delay * 2, _MAX_BACKOFF_S)
+                attempt += 1
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout_s,
+                isolation_level=None,  # explicit BEGIN/COMMIT only
+                check_same_thread=False,  # so close() can close it from another thread
+            )
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    def _shut_down(self, writer: ThreadPoolExecutor, readers: ThreadPoolExecutor) -> None:
+        writer.shutdown(wait=True)
+        readers.shutdown(wait=True)
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+
+
+# --- work done on the threads ----------------------------------------------------------------
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+        conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+
+
+def _fetch_one(sql: str, params: tuple[Any, ...]) -> Work[Any]:
+    return lambda conn: conn.execute(sql, params).fetchone()
+
+
+def _fetch_all(sql: str, params: tuple[Any, ...]) -> Work[list[Any]]:
+    return lambda conn: conn.execute(sql, params).fetchall()
+
+
+def _create_mailbox(conn: sqlite3.Connection, *, mailbox: Mailbox, now_ms: int) -> bool:
+    address = mailbox.address
+    times = (to_ms(mailbox.created_at), to_ms(mailbox.expires_at), to_ms(mailbox.purge_after))
+    held = conn.execute(QUERIES["mailbox_purge_after"], (address,)).fetchone()
+    try:
+        if held is None:
+            conn.execute(
+                QUERIES["insert_mailbox"],
+                (address, mailbox.id, mailbox.token_hash, *times, mailbox.last_seq),
+            )
+            return True
+        if held[0] > now_ms:
+            return False
+        conn.execute(
+            QUERIES["replace_mailbox"],
+            (mailbox.id, mailbox.token_hash, *times, mailbox.last_seq, address),
+        )
+    except sqlite3.IntegrityError:  # the token hash belongs to another mailbox
+        return False
+    conn.execute(QUERIES["delete_chunks_of_address"], (address,))
+    conn.execute(QUERIES["delete_messages_of_address"], (address,))
+    return True
+
+
+def _store_batch(
+    conn: sqlite3.Connection, *, batch: tuple[NewMessage, ...], now_ms: int
+) -> list[WriteResult]:
+    return [_store_one(conn, message, now_ms) for message in batch]
+
+
+def _store_one(conn: sqlite3.Connection, message: NewMessage, now_ms: int) -> WriteResult:
+    mid, address = message.id, message.address
+    existing = conn.execute(QUERIES["seq_by_id"], (mid,)).fetchone()
+    if existing is not None:
+        return WriteResult(mid, address, "existing", existing[0])
+    if conn.execute(QUERIES["tombstone_by_id"], (mid,)).fetchone() is not None:
+        return WriteResult(mid, address, "tombstoned")
+    expires_ms = to_ms(message.expires_at)
+    if expires_ms <= now_ms:
+        return WriteResult(mid, address, "expired")
+    counter = conn.execute(QUERIES["next_seq"], (address,)).fetchall()
+    if not counter:
+        return WriteResult(mid, address, "no_mailbox")
+    seq: int = counter[0][0]
+    conn.execute(
+        QUERIES["insert_message"],
+        (
+            mid,
+            address,
+            seq,
+            message.ingest_id,
+            to_ms(message.received_at),
+            expires_ms,
+            len(message.raw),
+            message.sender,
+            message.subject,
+            message.preview,
+            json.dumps(list(message.parse_errors)),
+        ),
+    )
+    conn.executemany(
+        QUERIES["insert_chunk"],
+        ((mid, n, chunk) for n, chunk in enumerate(split_chunks(message.raw))),
+    )
+    return WriteResult(mid, address, "inserted", seq)
+
+
+def _read_raw(conn: sqlite3.Connection, *, address: str, message_id: str) -> bytes | None:
+    conn.execute("BEGIN")  # one snapshot for the size and the chunks
+    try:
+        row = conn.execute(QUERIES["message_size"], (message_id, address)).fetchone()
+        if row is None:
+            return None
+        chunks = conn.execute(QUERIES["raw_chunks"], (message_id,)).fetchall()
+    finally:
+        conn.execute("COMMIT")
+    raw = b"".join(chunk for (chunk,) in chunks)
+    if len(raw) != row[0]:
+        raise StoreError(f"raw bytes of message {message_id} are incomplete")
+    return raw
+
+
+def _delete_message(conn: sqlite3.Connection, *, address: str, message_id: str) -> bool:
+    row = conn.execute(QUERIES["message_expiry"], (message_id, address)).fetchone()
+    if row is None:
+        return False
+    conn.execute(QUERIES["insert_tombstone"], (message_id, address, row[0]))
+    conn.execute(QUERIES["delete_message"], (message_id,))
+    conn.execute(QUERIES["delete_chunks_of_message"], (message_id,))
+    return True
+
+
+def _purge_messages(conn: sqlite3.Connection, *, now_ms: int) -> int:
+    ids = conn.execute(QUERIES["expired_message_ids"], (now_ms, PURGE_BATCH)).fetchall()
+    conn.executemany(QUERIES["delete_chunks_of_message"], ids)
+    conn.executemany(QUERIES["delete_message"], ids)
+    return len(ids)
+
+
+def _delete_limited(conn: sqlite3.Connection, *, sql: str, now_ms: int) -> int:
+    return conn.execute(sql, (now_ms, PURGE_BATCH)).rowcount
+
+
+def _explain(conn: sqlite3.Connection, *, names: list[str]) -> list[QueryPlan]:
+    plans = []
+    for name in names:
+        sql = QUERIES[name]
+        rows = conn.execute(f"EXPLAIN QUERY PLAN {sql}", (0,) * sql.count("?")).fetchall()
+        depth: dict[int, int] = {0: -1}
+        lines = []
+        for node, parent, _unused, detail in rows:
+            depth[node] = depth.get(parent, -1) + 1
+            lines.append("  " * depth[node] + detail)
+        plans.append(QueryPlan(name=name, sql=sql, plan=lines))
+    return plans
+
+
+# --- rows to port records ------------------------------------------------------------------------
+def _mailbox(row: tuple[Any, ...]) -> Mailbox:
+    address, mailbox_id, token_hash, created, expires, purge_after, last_seq = row
+    return Mailbox(
+        id=mailbox_id,
+        address=address,
+        token_hash=token_hash,
+        created_at=from_ms(created),
+        expires_at=from_ms(expires),
+        purge_after=from_ms(purge_after),
+        last_seq=last_seq,
+    )
+
+
+def _summary(row: tuple[Any, ...]) -> MessageSummary:
+    (
+        mid,
+        address,
+        seq,
+        ingest_id,
+        received,
+        expires,
+        size,
+        sender,
+        subject,
+        preview,
+        errors,
+        seen,
+    ) = row
+    return MessageSummary(
+        id=mid,
+        address=address,
+        seq=seq,
+        ingest_id=ingest_id,
+        received_at=from_ms(received),
+        expires_at=from_ms(expires),
+        size=size,
+        sender=sender,
+        subject=subject,
+        preview=preview,
+        parse_errors=tuple(json.loads(errors)),
+        seen=bool(seen),
+    )

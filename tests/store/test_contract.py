@@ -1,0 +1,436 @@
+"""The storage contract: one suite, run against every adapter (the rules of ``store/port.py``)."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from store import CHUNK_SIZE, MailStore, MessageSummary, PurgeCounts, StoreError
+from tests.store.store_support import (
+    ADDR,
+    NOW,
+    OTHER,
+    THIRD,
+    MailboxFactory,
+    MessageFactory,
+    store_many,
+)
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+MS = timedelta(milliseconds=1)
+
+
+# --- lifecycle ----------------------------------------------------------------------------------
+async def test_is_a_mail_store_and_open_is_idempotent(store: MailStore) -> None:
+    assert isinstance(store, MailStore)
+    await store.open()
+    await store.ping()
+
+
+async def test_a_closed_store_raises_store_error(store: MailStore) -> None:
+    await store.close()
+    with pytest.raises(StoreError):
+        await store.ping()
+    with pytest.raises(StoreError):
+        await store.get_mailbox(ADDR)
+    await store.close()  # closing twice is fine
+
+
+# --- mailboxes ----------------------------------------------------------------------------------
+async def test_mailbox_round_trip(store: MailStore, make_mailbox: MailboxFactory) -> None:
+    mailbox = make_mailbox(ADDR)
+    assert await store.create_mailbox(mailbox, NOW)
+    assert await store.get_mailbox(ADDR) == mailbox
+    assert await store.get_mailbox_by_token(mailbox.token_hash) == mailbox
+    assert await store.get_mailbox(OTHER) is None
+    assert await store.get_mailbox_by_token("no-such-token") is None
+
+
+async def test_address_is_held_while_active_and_cooling_down(
+    store: MailStore, make_mailbox: MailboxFactory
+) -> None:
+    first = make_mailbox(ADDR, expires_at=NOW + DAY, purge_after=NOW + 2 * DAY)
+    assert await store.create_mailbox(first, NOW)
+    for now in (NOW, NOW + 1.5 * DAY, NOW + 2 * DAY - MS):
+        assert not await store.create_mailbox(make_mailbox(ADDR), now)
+    assert await store.get_mailbox(ADDR) == first
+
+
+async def test_address_is_taken_over_once_purge_after_has_passed(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    first = make_mailbox(ADDR, expires_at=NOW + DAY, purge_after=NOW + 2 * DAY)
+    assert await store.create_mailbox(first, NOW)
+    leftover = make_message(ADDR, expires_at=NOW + 3 * DAY)
+    [old] = await store.store_messages([leftover], NOW)
+
+    later = NOW + 2 * DAY
+    second = make_mailbox(
+        ADDR, created_at=later, expires_at=later + 15 * DAY, purge_after=later + 45 * DAY
+    )
+    assert await store.create_mailbox(second, later)
+
+    taken = await store.get_mailbox(ADDR)
+    assert taken is not None
+    assert (taken.id, taken.token_hash, taken.purge_after) == (
+        second.id,
+        second.token_hash,
+        second.purge_after,
+    )
+    assert await store.get_mailbox_by_token(first.token_hash) is None
+    # The previous owner's mail is gone, and sequence numbers do not repeat.
+    assert await store.list_messages(ADDR, limit=10) == []
+    assert await store.get_raw(ADDR, leftover.id) is None
+    [new] = await store.store_messages([make_message(ADDR, expires_at=later + DAY)], later)
+    assert new.status == "inserted"
+    assert new.seq is not None and old.seq is not None and new.seq > old.seq
+
+
+async def test_token_hashes_are_unique(store: MailStore, make_mailbox: MailboxFactory) -> None:
+    holder = make_mailbox(ADDR)
+    assert await store.create_mailbox(holder, NOW)
+    assert not await store.create_mailbox(make_mailbox(OTHER, token_hash=holder.token_hash), NOW)
+    assert await store.get_mailbox(OTHER) is None
+
+    # Taking over a cooled-down address with a token someone else holds fails too.
+    cooled = make_mailbox(THIRD, expires_at=NOW - DAY, purge_after=NOW - HOUR)
+    assert await store.create_mailbox(cooled, NOW - 2 * DAY)
+    assert not await store.create_mailbox(make_mailbox(THIRD, token_hash=holder.token_hash), NOW)
+    assert await store.get_mailbox(THIRD) == cooled
+    assert await store.get_mailbox_by_token(holder.token_hash) == holder
+
+
+# --- writing messages ---------------------------------------------------------------------------
+async def test_seqs_increase_per_mailbox_independently(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    for address in (ADDR, OTHER):
+        await store.create_mailbox(make_mailbox(address), NOW)
+    first = await store.store_messages(
+        [make_message(ADDR), make_message(OTHER), make_message(ADDR)], NOW
+    )
+    second = await store.store_messages([make_message(ADDR), make_message(ADDR)], NOW)
+
+    assert [r.status for r in first + second] == ["inserted"] * 5
+    assert [(r.address, r.seq) for r in first + second] == [
+        (ADDR, 1),
+        (OTHER, 1),
+        (ADDR, 2),
+        (ADDR, 3),
+        (ADDR, 4),
+    ]
+    mailbox = await store.get_mailbox(ADDR)
+    assert mailbox is not None and mailbox.last_seq == 4
+
+
+async def test_rewriting_is_idempotent_and_keeps_the_first_seq(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    batch = [make_message(ADDR), make_message(ADDR)]
+    first = await store.store_messages(batch, NOW)
+    # Replayed later, even past expiry (not yet purged): still the same message.
+    for now in (NOW + HOUR, NOW + 8 * DAY):
+        again = await store.store_messages(batch, now)
+        assert [(r.id, r.status, r.seq) for r in again] == [
+            (r.id, "existing", r.seq) for r in first
+        ]
+    assert len(await store.list_messages(ADDR, limit=10)) == 2
+    mailbox = await store.get_mailbox(ADDR)
+    assert mailbox is not None and mailbox.last_seq == 2
+
+
+async def test_duplicate_ids_inside_one_batch(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    twice = make_message(ADDR)
+    results = await store.store_messages([twice, make_message(ADDR), twice, twice], NOW)
+    assert [r.status for r in results] == ["inserted", "inserted", "existing", "existing"]
+    assert results[0].seq == results[2].seq == results[3].seq == 1
+    assert results[1].seq == 2
+    assert len(await store.list_messages(ADDR, limit=10)) == 2
+
+
+async def test_a_tombstone_blocks_reinsertion(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    message = make_message(ADDR)
+    await store.store_messages([message], NOW)
+    assert await store.delete_message(ADDR, message.id)
+
+    [again] = await store.store_messages([message], NOW + HOUR)
+    assert (again.status, again.seq) == ("tombstoned", None)
+    assert await store.get_message(ADDR, message.id) is None
+    assert await store.list_messages(ADDR, limit=10) == []
+
+
+async def test_expired_messages_are_not_written(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    at_now = make_message(ADDR, expires_at=NOW)
+    past = make_message(ADDR, expires_at=NOW - DAY)
+    just_after = make_message(ADDR, expires_at=NOW + MS)
+    results = await store.store_messages([at_now, past, just_after], NOW)
+    assert [(r.status, r.seq) for r in results] == [
+        ("expired", None),
+        ("expired", None),
+        ("inserted", 1),
+    ]
+    assert await store.get_message(ADDR, at_now.id) is None
+    assert await store.get_message(ADDR, past.id) is None
+
+
+async def test_messages_without_a_mailbox_are_not_written(
+    store: MailStore, make_message: MessageFactory
+) -> None:
+    message = make_message(ADDR)
+    [result] = await store.store_messages([message], NOW)
+    assert (result.id, result.address, result.status, result.seq) == (
+        message.id,
+        ADDR,
+        "no_mailbox",
+        None,
+    )
+    assert await store.get_message(ADDR, message.id) is None
+
+
+async def test_mixed_batch_results_follow_batch_order(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    stored, deleted = make_message(ADDR), make_message(ADDR)
+    await store.store_messages([stored, deleted], NOW)
+    await store.delete_message(ADDR, deleted.id)
+
+    batch = [
+        make_message(ADDR),
+        deleted,
+        make_message(ADDR, expires_at=NOW),
+        make_message("ghost@tmpmail.test"),
+        stored,
+    ]
+    results = await store.store_messages(batch, NOW)
+    assert [r.id for r in results] == [m.id for m in batch]
+    assert [(r.status, r.seq) for r in results] == [
+        ("inserted", 3),
+        ("tombstoned", None),
+        ("expired", None),
+        ("no_mailbox", None),
+        ("existing", 1),
+    ]
+
+
+async def test_empty_batch(store: MailStore) -> None:
+    assert await store.store_messages([], NOW) == []
+
+
+async def test_naive_datetimes_are_refused(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    with pytest.raises(ValueError, match="naive"):
+        await store.store_messages([make_message(ADDR)], NOW.replace(tzinfo=None))
+
+
+# --- reading messages ---------------------------------------------------------------------------
+async def test_summary_fields_round_trip(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    message = make_message(
+        ADDR,
+        received_at=NOW - HOUR,
+        sender="Zoë <zoe@example.test>",
+        subject="Grüße ✉ \x00 end",
+        preview="first line…",
+        parse_errors=("bad header: X-Broken", "unknown charset"),
+        raw=b"Subject: x\r\n\r\n\xff\xfe body",
+    )
+    [result] = await store.store_messages([message], NOW)
+    expected = MessageSummary(
+        id=message.id,
+        address=ADDR,
+        seq=1,
+        ingest_id=message.ingest_id,
+        received_at=message.received_at,
+        expires_at=message.expires_at,
+        size=len(message.raw),
+        sender=message.sender,
+        subject=message.subject,
+        preview=message.preview,
+        parse_errors=message.parse_errors,
+        seen=False,
+    )
+    assert result.seq == 1
+    assert await store.get_message(ADDR, message.id) == expected
+    assert await store.list_messages(ADDR, limit=1) == [expected]
+    assert await store.list_messages_after(ADDR, 0, limit=1) == [expected]
+    assert await store.get_message(ADDR, "no-such-id") is None
+    assert await store.get_raw(ADDR, "no-such-id") is None
+
+
+async def test_datetimes_come_back_aware_utc_to_the_millisecond(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    created = NOW.astimezone(plus_two).replace(microsecond=987654)
+    await store.create_mailbox(
+        make_mailbox(ADDR, created_at=created, expires_at=created + DAY), NOW
+    )
+    received = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=plus_two)
+    expires = (NOW + DAY).astimezone(plus_two) + timedelta(microseconds=456789)
+    message = make_message(ADDR, received_at=received, expires_at=expires)
+    await store.store_messages([message], NOW)
+
+    mailbox = await store.get_mailbox(ADDR)
+    summary = await store.get_message(ADDR, message.id)
+    assert mailbox is not None and summary is not None
+    values = {
+        mailbox.created_at: created.replace(microsecond=987000),
+        mailbox.expires_at: (created + DAY).replace(microsecond=987000),
+        summary.received_at: received.replace(microsecond=678000),
+        summary.expires_at: expires - timedelta(microseconds=789),
+    }
+    for got, want in values.items():
+        assert got == want
+        assert got.tzinfo is not None and got.utcoffset() == timedelta(0)
+
+
+async def test_isolation_between_mailboxes(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    for address in (ADDR, OTHER):
+        await store.create_mailbox(make_mailbox(address), NOW)
+    message = make_message(ADDR)
+    await store.store_messages([message], NOW)
+
+    assert await store.get_message(OTHER, message.id) is None
+    assert await store.get_raw(OTHER, message.id) is None
+    assert not await store.delete_message(OTHER, message.id)
+    assert await store.list_messages(OTHER, limit=10) == []
+    assert await store.list_messages_after(OTHER, 0, limit=10) == []
+    # Untouched, and no tombstone was left by the refused delete.
+    assert await store.get_raw(ADDR, message.id) == message.raw
+    [again] = await store.store_messages([message], NOW)
+    assert again.status == "existing"
+
+
+async def test_newest_first_and_keyset_paging(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    await store.create_mailbox(make_mailbox(OTHER), NOW)
+    await store_many(store, make_message, ADDR, 47, batch_size=10)
+    await store_many(store, make_message, OTHER, 5, batch_size=5)
+
+    newest = await store.list_messages(ADDR, limit=20)
+    assert [m.seq for m in newest] == list(range(47, 27, -1))
+
+    seen: list[int] = []
+    pages = 0
+    before: int | None = None
+    while page := await store.list_messages(ADDR, limit=10, before_seq=before):
+        pages += 1
+        assert len(page) <= 10
+        assert all(m.address == ADDR for m in page)
+        seen += [m.seq for m in page]
+        before = page[-1].seq
+    assert pages == 5
+    assert seen == list(range(47, 0, -1))  # every message once, newest first, no gaps
+
+
+async def test_list_messages_after(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    await store_many(store, make_message, ADDR, 12, batch_size=5)
+
+    assert [m.seq for m in await store.list_messages_after(ADDR, 0, limit=5)] == [1, 2, 3, 4, 5]
+    assert [m.seq for m in await store.list_messages_after(ADDR, 9, limit=10)] == [10, 11, 12]
+    assert await store.list_messages_after(ADDR, 12, limit=10) == []
+
+
+# --- raw bytes ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [0, 1, CHUNK_SIZE, CHUNK_SIZE + 1])
+async def test_raw_round_trips_at_chunk_boundaries(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory, size: int
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    raw = random.Random(size).randbytes(size)
+    message = make_message(ADDR, raw=raw)
+    await store.store_messages([message], NOW)
+    assert await store.get_raw(ADDR, message.id) == raw
+
+
+async def test_ten_mib_of_binary_raw_round_trips(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    size = 10 * 1024 * 1024
+    raw = b"\x00\xff\xfe\x80" + random.Random(10).randbytes(size - 8) + b"\r\n\x00\x00"
+    message = make_message(ADDR, raw=raw)
+    [result] = await store.store_messages([message], NOW)
+    assert result.status == "inserted"
+
+    summary = await store.get_message(ADDR, message.id)
+    assert summary is not None and summary.size == size
+    assert await store.get_raw(ADDR, message.id) == raw
+
+
+# --- deleting and purging -----------------------------------------------------------------------
+async def test_delete_message(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    kept, deleted = make_message(ADDR), make_message(ADDR, raw=b"x" * (CHUNK_SIZE + 10))
+    await store.store_messages([kept, deleted], NOW)
+
+    assert await store.delete_message(ADDR, deleted.id)
+    assert await store.get_message(ADDR, deleted.id) is None
+    assert await store.get_raw(ADDR, deleted.id) is None
+    assert [m.id for m in await store.list_messages(ADDR, limit=10)] == [kept.id]
+    assert not await store.delete_message(ADDR, deleted.id)
+    assert not await store.delete_message(ADDR, "no-such-id")
+
+
+async def test_purge_expired(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    cooled = make_mailbox(OTHER, expires_at=NOW + HOUR, purge_after=NOW + 2 * HOUR)
+    await store.create_mailbox(cooled, NOW)
+
+    short = [make_message(ADDR, expires_at=NOW + HOUR, raw=b"y" * (CHUNK_SIZE + 1)) for _ in "ab"]
+    long = make_message(ADDR, expires_at=NOW + 7 * DAY)
+    short_deleted = make_message(ADDR, expires_at=NOW + 2 * HOUR)
+    long_deleted = make_message(ADDR, expires_at=NOW + 7 * DAY)
+    await store.store_messages([*short, long, short_deleted, long_deleted], NOW)
+    for message in (short_deleted, long_deleted):
+        await store.delete_message(ADDR, message.id)
+
+    assert await store.purge_expired(NOW) == PurgeCounts()
+    counts = await store.purge_expired(NOW + 2 * HOUR)
+    assert (counts.messages, counts.tombstones, counts.mailboxes) == (2, 1, 1)
+
+    for message in short:
+        assert await store.get_message(ADDR, message.id) is None
+        assert await store.get_raw(ADDR, message.id) is None
+    assert [m.id for m in await store.list_messages(ADDR, limit=10)] == [long.id]
+    assert await store.get_raw(ADDR, long.id) == long.raw
+    assert await store.get_mailbox(OTHER) is None
+    assert await store.get_mailbox_by_token(cooled.token_hash) is None
+    assert await store.get_mailbox(ADDR) is not None
+
+    later = NOW + 3 * HOUR
+    [blocked, gone] = await store.store_messages([long_deleted, short_deleted], later)
+    assert blocked.status == "tombstoned"  # its tombstone lives until the message's expiry
+    assert gone.status == "expired"  # its tombstone was purged, and it is expired anyway
+
+    counts = await store.purge_expired(NOW + 2 * HOUR)
+    assert (counts.messages, counts.tombstones, counts.mailboxes) == (0, 0, 0)
