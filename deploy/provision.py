@@ -67,8 +67,14 @@ def ensure_kafka_libs(state_dir: Path, progress: Progress = print) -> Path:
     libs.mkdir(parents=True)
     _run(
         [
-            mvn, "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
-            f"-DoutputDirectory={libs}", "-DincludeScope=runtime",
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(KAFKA_POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+            "-DincludeScope=runtime",
         ],
         "mvn dependency:copy-dependencies",
     )

@@ -1,0 +1,82 @@
+"""Readiness probes, one per process, each bounded by a short timeout and never raising.
+
+They implement the services' readiness contracts:
+
+* ingest answers ``EHLO`` on ``smtp_host:smtp_port``;
+* streams has written ``<run>/streams.ready`` (JSON with its pid) and not removed it;
+* api answers ``GET /readyz`` with 200;
+* Kafka and the FerretDB stand-in accept TCP connections.
+"""
+
+from __future__ import annotations
+
+import json
+import smtplib
+import socket
+import urllib.error
+import urllib.request
+
+from deploy.procs import proc_info
+from schemas.settings import Settings
+
+PROBE_TIMEOUT_S = 2.0
+
+
+def connect_host(host: str) -> str:
+    """Where to connect to reach a listener bound to ``host`` (wildcards mean loopback)."""
+    return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+
+
+def tcp_ready(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((connect_host(host), port), timeout=PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def smtp_ready(settings: Settings) -> bool:
+    try:
+        with smtplib.SMTP(
+            connect_host(settings.smtp_host),
+            settings.smtp_port,
+            local_hostname="localhost",
+            timeout=PROBE_TIMEOUT_S,
+        ) as smtp:
+            code, _ = smtp.ehlo()
+            return code == 250
+    except (OSError, smtplib.SMTPException):
+        return False
+
+
+def http_ok(settings: Settings, path: str) -> bool:
+    url = f"http://{connect_host(settings.http_host)}:{settings.http_port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as response:
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
+def api_ready(settings: Settings) -> bool:
+    return http_ok(settings, "/readyz")
+
+
+def streams_ready_pid(settings: Settings) -> int | None:
+    """The pid written in the streams ready file, or None if it is absent or unreadable."""
+    try:
+        record = json.loads((settings.run_dir / "streams.ready").read_text())
+        return int(record["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def streams_ready(settings: Settings, expected_pid: int | None = None) -> bool:
+    """Ready file present and written by ``expected_pid`` (or by any live process)."""
+    pid = streams_ready_pid(settings)
+    if pid is None:
+        return False
+    if expected_pid is not None:
+        return pid == expected_pid
+    info = proc_info(pid)
+    return info is not None and not info.zombie

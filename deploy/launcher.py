@@ -1,0 +1,490 @@
+"""The local launcher behind ``tmpmail up``, ``down`` and ``status``.
+
+``up`` provisions what is missing, starts Kafka (and the FerretDB stand-in for
+``--store mongodb`` with a loopback ``TMPMAIL_MONGO_URL``), creates every topic, then
+starts streams, api and ingest as child processes, each in its own session, and waits
+until each one is ready. State lives under ``settings.state_dir``: ``logs/<name>.log``,
+``run/<name>.pid``, ``run/stack.json`` (what ``up`` started) and the data directories.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Literal
+from urllib.parse import urlsplit
+
+from deploy import health, kafka, provision
+from deploy.procs import (
+    PidFile,
+    can_bind,
+    describe_pids,
+    port_holders,
+    stop_group,
+    wait_until,
+)
+from deploy.procs import spawn as spawn_process
+from schemas.settings import Settings
+
+Store = Literal["sqlite", "mongodb"]
+Output = Callable[[str], None]
+
+#: Start order; ``down`` stops in the reverse order, Kafka last.
+PROCESS_ORDER = ("kafka", "ferretdb", "streams", "api", "ingest")
+SERVICES = ("streams", "api", "ingest")
+LAUNCHER = "launcher"
+
+KAFKA_READY_TIMEOUT_S = 60.0
+FERRETDB_READY_TIMEOUT_S = 30.0
+TOPICS_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = {"kafka": 30.0, "ferretdb": 10.0, "streams": 20.0, "api": 15.0, "ingest": 15.0}
+LAUNCHER_STOP_TIMEOUT_S = 120.0
+PORT_RELEASE_TIMEOUT_S = 5.0
+READY_POLL_S = 0.2
+
+
+class LaunchError(RuntimeError):
+    """The stack cannot start or stop as asked; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Port:
+    """One TCP port the stack listens on, and the variable that changes it."""
+
+    role: str
+    host: str
+    port: int
+    variable: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What ``up`` runs for one store choice."""
+
+    store: Store
+    local_kafka: bool
+    local_mongo: bool
+    ports: tuple[Port, ...]
+
+    @property
+    def processes(self) -> list[str]:
+        wanted = {"kafka": self.local_kafka, "ferretdb": self.local_mongo}
+        return [name for name in PROCESS_ORDER if wanted.get(name, True)]
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def kafka_is_local(settings: Settings) -> bool:
+    """Every bootstrap server is on this machine: ``up`` runs the broker itself."""
+    hosts = [server.strip().rpartition(":")[0] for server in settings.kafka_bootstrap.split(",")]
+    return all(is_loopback(host) for host in hosts)
+
+
+def mongo_is_local(settings: Settings) -> bool:
+    """The Mongo URL names one loopback host: ``up`` runs the FerretDB stand-in there."""
+    url = urlsplit(settings.mongo_url.get_secret_value())
+    if url.scheme != "mongodb" or "," in url.netloc:
+        return False
+    return is_loopback(url.hostname)
+
+
+def make_plan(settings: Settings, store: Store) -> Plan:
+    local_kafka = kafka_is_local(settings)
+    local_mongo = store == "mongodb" and mongo_is_local(settings)
+    ports = [
+        Port("smtp", settings.smtp_host, settings.smtp_port, "TMPMAIL_SMTP_PORT"),
+        Port("http", settings.http_host, settings.http_port, "TMPMAIL_HTTP_PORT"),
+    ]
+    if local_kafka:
+        ports += [
+            Port("kafka", kafka.LISTEN_HOST, settings.kafka_port, "TMPMAIL_KAFKA_BOOTSTRAP"),
+            Port(
+                "kafka controller",
+                kafka.LISTEN_HOST,
+                settings.kafka_controller_port,
+                "TMPMAIL_KAFKA_CONTROLLER_PORT",
+            ),
+        ]
+    if local_mongo:
+        ports.append(Port("mongo", "127.0.0.1", settings.mongo_port, "TMPMAIL_MONGO_URL"))
+    return Plan(store, local_kafka, local_mongo, tuple(ports))
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join("    " + line for line in text.splitlines()[-lines:])
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While starting, SIGTERM aborts like Ctrl-C, so what was started gets stopped."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Launcher:
+    """Starts, supervises, stops and reports the local processes of one state directory."""
+
+    def __init__(self, settings: Settings, out: Output = print) -> None:
+        self.settings = settings
+        self.out = out
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    # --- paths -----------------------------------------------------------------------
+    def pid_file(self, name: str) -> PidFile:
+        return PidFile(self.settings.run_dir / f"{name}.pid")
+
+    def log_path(self, name: str) -> Path:
+        return self.settings.log_dir / f"{name}.log"
+
+    @property
+    def stack_file(self) -> Path:
+        return self.settings.run_dir / "stack.json"
+
+    def running(self) -> dict[str, int]:
+        """Our live processes by name (launcher included); stale pid files are removed."""
+        live = {}
+        for name in (LAUNCHER, *PROCESS_ORDER):
+            pid_file = self.pid_file(name)
+            pid = pid_file.live_pid()
+            if pid is not None:
+                live[name] = pid
+            elif pid_file.path.exists():
+                pid_file.remove()
+        return live
+
+    def recorded_plan(self) -> Plan:
+        """The plan ``up`` recorded, or the default one for the configured store."""
+        try:
+            record = json.loads(self.stack_file.read_text())
+            return Plan(
+                store=record["store"],
+                local_kafka=record["local_kafka"],
+                local_mongo=record["local_mongo"],
+                ports=tuple(Port(**port) for port in record["ports"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return make_plan(self.settings, self.settings.store)
+
+    # --- up --------------------------------------------------------------------------
+    def up(self, store: Store, detach: bool, timeout_s: float) -> int:
+        plan = make_plan(self.settings, store)
+        for directory in (self.settings.log_dir, self.settings.run_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        self._refuse_if_running()
+        self._refuse_taken_ports(plan)
+        self.pid_file(LAUNCHER).write(os.getpid())
+        try:
+            libs = self._provision(plan)
+            self._start_stack(plan, libs, timeout_s)
+        except BaseException:
+            self.pid_file(LAUNCHER).remove()
+            raise
+        self.stack_file.write_text(json.dumps(asdict(plan), indent=2))
+        self._print_addresses(plan)
+        if detach:
+            self.pid_file(LAUNCHER).remove()
+            self.out("tmpmail is running in the background: `tmpmail status`, `tmpmail down`.")
+            return 0
+        return self._supervise()
+
+    def _refuse_if_running(self) -> None:
+        live = self.running()
+        if live:
+            listed = ", ".join(f"{name} (pid {pid})" for name, pid in live.items())
+            raise LaunchError(
+                f"tmpmail is already running from {self.settings.state_dir}: {listed}.\n"
+                "`tmpmail status` shows it; `tmpmail down` stops it."
+            )
+
+    def _refuse_taken_ports(self, plan: Plan) -> None:
+        for port in plan.ports:
+            if not can_bind(port.host, port.port):
+                holders = describe_pids(port_holders(port.port))
+                raise LaunchError(
+                    f"port {port.port} ({port.role}, {port.host}) is in use by {holders}.\n"
+                    f"Stop that process, or choose another port with {port.variable}."
+                )
+
+    def _provision(self, plan: Plan) -> Path | None:
+        state = self.settings.state_dir
+        try:
+            libs = provision.ensure_kafka_libs(state, self.out) if plan.local_kafka else None
+            if plan.local_mongo:
+                provision.ensure_ferretdb_binary(state, self.out)
+        except provision.ProvisionError as exc:
+            raise LaunchError(f"provisioning failed: {exc}") from exc
+        return libs
+
+    def _start_stack(self, plan: Plan, libs: Path | None, timeout_s: float) -> None:
+        try:
+            with _sigterm_as_interrupt():
+                if libs is not None:
+                    self._start_kafka(libs)
+                if plan.local_mongo:
+                    self._start_ferretdb()
+                self._create_topics()
+                self._start_services(["streams"], plan.store, timeout_s)
+                self._start_services(["api", "ingest"], plan.store, timeout_s)
+        except BaseException:
+            self.out("tmpmail: start-up failed; stopping what was started...")
+            self.stop_all(quiet=True)
+            raise
+
+    def _start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
+        log = self.log_path(name)
+        proc = spawn_process(cmd, log, env if env is not None else dict(os.environ))
+        self.children[name] = proc
+        self.pid_file(name).write(proc.pid)
+        self.out(f"started {name} (pid {proc.pid}, log {log})")
+
+    def _start_kafka(self, libs: Path) -> None:
+        started = time.monotonic()
+        kafka.write_config(self.settings)
+        try:
+            if kafka.ensure_formatted(self.settings, libs):
+                self.out(f"formatted Kafka storage in {kafka.kafka_dir(self.settings) / 'data'}")
+        except kafka.KafkaSetupError as exc:
+            raise LaunchError(str(exc)) from exc
+        self._start("kafka", kafka.broker_command(self.settings, libs))
+        self._await_ready(["kafka"], KAFKA_READY_TIMEOUT_S, started)
+
+    def _start_ferretdb(self) -> None:
+        started = time.monotonic()
+        binary = provision.ensure_ferretdb_binary(self.settings.state_dir, self.out)
+        data = self.settings.state_dir / "ferretdb"
+        data.mkdir(parents=True, exist_ok=True)
+        listen = f"127.0.0.1:{self.settings.mongo_port}"
+        self._start("ferretdb", [str(binary), "-listen", listen, "-data", str(data)])
+        self._await_ready(["ferretdb"], FERRETDB_READY_TIMEOUT_S, started)
+
+    def _create_topics(self) -> None:
+        started = time.monotonic()
+        from bus.admin import ensure_topics
+
+        try:
+            ensure_topics(self.settings)
+        except Exception as exc:
+            raise LaunchError(
+                f"creating the Kafka topics failed: {exc}\n"
+                f"Check the broker at {self.settings.kafka_bootstrap} "
+                f"(log: {self.log_path('kafka')})."
+            ) from exc
+        self.out(f"topics ready in {time.monotonic() - started:.1f}s")
+
+    def _service_env(self, store: Store) -> dict[str, str]:
+        env = dict(os.environ)
+        env["TMPMAIL_STORE"] = store
+        env["TMPMAIL_STATE_DIR"] = str(self.settings.state_dir)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _start_services(self, names: list[str], store: Store, timeout_s: float) -> None:
+        started = time.monotonic()
+        env = self._service_env(store)
+        for name in names:
+            self._start(name, [sys.executable, "-m", "deploy.cli", name], env)
+        self._await_ready(names, timeout_s, started)
+
+    # --- readiness -------------------------------------------------------------------
+    def probe(self, name: str, pid: int | None) -> bool:
+        settings = self.settings
+        if name == "kafka":
+            return health.tcp_ready(kafka.LISTEN_HOST, settings.kafka_port)
+        if name == "ferretdb":
+            return health.tcp_ready("127.0.0.1", settings.mongo_port)
+        if name == "streams":
+            return health.streams_ready(settings, pid)
+        if name == "api":
+            return health.api_ready(settings)
+        if name == "ingest":
+            return health.smtp_ready(settings)
+        raise ValueError(f"unknown process {name!r}")
+
+    def _await_ready(self, names: list[str], timeout_s: float, started: float) -> None:
+        deadline = started + timeout_s
+        pending = list(names)
+        while pending:
+            for name in list(pending):
+                proc = self.children[name]
+                if proc.poll() is not None:
+                    raise LaunchError(
+                        f"{name} exited with code {proc.returncode} before it was ready; "
+                        f"its log is {self.log_path(name)}:\n{log_tail(self.log_path(name))}"
+                    )
+                if self.probe(name, proc.pid):
+                    pending.remove(name)
+                    self.out(f"{name} ready in {time.monotonic() - started:.1f}s")
+            if pending and time.monotonic() >= deadline:
+                name = pending[0]
+                raise LaunchError(
+                    f"{name} was not ready within {timeout_s:.0f}s; "
+                    f"its log is {self.log_path(name)}:\n{log_tail(self.log_path(name))}"
+                )
+            if pending:
+                time.sleep(READY_POLL_S)
+
+    def _print_addresses(self, plan: Plan) -> None:
+        settings = self.settings
+        self.out(
+            f"tmpmail is ready (store: {plan.store}).\n"
+            f"  SMTP: {settings.smtp_host}:{settings.smtp_port} "
+            f"(domains: {', '.join(settings.domains)})\n"
+            f"  Web:  {settings.http_url}/\n"
+            f"  Logs: {settings.log_dir}"
+        )
+
+    # --- foreground supervision -------------------------------------------------------
+    def _supervise(self) -> int:
+        wake = threading.Event()
+        stop_reason: list[str] = []
+
+        def on_stop(signum: int, frame: FrameType | None) -> None:
+            stop_reason.append(signal.Signals(signum).name)
+            wake.set()
+
+        def on_child(signum: int, frame: FrameType | None) -> None:
+            wake.set()
+
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGCHLD, on_child)
+        self.out("Press Ctrl-C to stop.")
+        code = 0
+        while not stop_reason:
+            dead = [(name, p) for name, p in self.children.items() if p.poll() is not None]
+            if dead:
+                name, proc = dead[0]
+                self.out(
+                    f"tmpmail: {name} (pid {proc.pid}) exited unexpectedly with code "
+                    f"{proc.returncode}; its log is {self.log_path(name)}:\n"
+                    f"{log_tail(self.log_path(name))}"
+                )
+                code = 1
+                break
+            wake.wait(1.0)
+            wake.clear()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        self.out("tmpmail: stopping...")
+        self.stop_all()
+        self.pid_file(LAUNCHER).remove()
+        return code
+
+    # --- down ------------------------------------------------------------------------
+    def down(self) -> int:
+        plan = self.recorded_plan()
+        launcher = self.pid_file(LAUNCHER).live_pid()
+        if launcher is not None and launcher != os.getpid():
+            self.out(f"stopping the foreground launcher (pid {launcher})...")
+            os.kill(launcher, signal.SIGTERM)
+            if not wait_until(
+                lambda: self.pid_file(LAUNCHER).live_pid() is None, LAUNCHER_STOP_TIMEOUT_S
+            ):
+                self.out(f"the launcher (pid {launcher}) did not stop; stopping its children")
+        clean = self.stop_all()
+        self.pid_file(LAUNCHER).remove()
+        self.stack_file.unlink(missing_ok=True)
+        (self.settings.run_dir / "streams.ready").unlink(missing_ok=True)
+        if not self._ports_released(plan):
+            clean = False
+        self.out("tmpmail stopped." if clean else "tmpmail down: see the messages above.")
+        return 0 if clean else 1
+
+    def stop_all(self, quiet: bool = False) -> bool:
+        """Stop every process of ours, services first and Kafka last; True if all ended."""
+        clean = True
+        for name in reversed(PROCESS_ORDER):
+            pid_file = self.pid_file(name)
+            pid = pid_file.live_pid()
+            if pid is not None:
+                if not quiet:
+                    self.out(f"stopping {name} (pid {pid})...")
+                started = time.monotonic()
+                outcome = stop_group(pid, STOP_TIMEOUT_S[name])
+                if outcome != "stopped" or not quiet:
+                    self.out(f"{name} {outcome} in {time.monotonic() - started:.1f}s")
+                clean = clean and outcome != "stuck"
+            pid_file.remove()
+            child = self.children.pop(name, None)
+            if child is not None:
+                child.poll()  # reap it
+        return clean
+
+    def _ports_released(self, plan: Plan) -> bool:
+        def all_free() -> bool:
+            return all(can_bind(port.host, port.port) for port in plan.ports)
+
+        if wait_until(all_free, PORT_RELEASE_TIMEOUT_S):
+            return True
+        for port in plan.ports:
+            if not can_bind(port.host, port.port):
+                self.out(
+                    f"port {port.port} ({port.role}) is still held by "
+                    f"{describe_pids(port_holders(port.port))}, which tmpmail did not start "
+                    f"or could not stop."
+                )
+        return False
+
+    # --- status ----------------------------------------------------------------------
+    def port_of(self, name: str) -> int | None:
+        settings = self.settings
+        return {
+            "kafka": settings.kafka_port,
+            "ferretdb": settings.mongo_port,
+            "api": settings.http_port,
+            "ingest": settings.smtp_port,
+        }.get(name)
+
+    def status(self) -> int:
+        live = self.running()
+        if not self.stack_file.exists() and not live:
+            self.out(f"tmpmail is not running (state: {self.settings.state_dir}).")
+            return 1
+        expected = self.recorded_plan().processes
+        names = [name for name in PROCESS_ORDER if name in expected or name in live]
+        all_alive = True
+        for name in names:
+            pid = live.get(name)
+            ready = pid is not None and self.probe(name, pid)
+            port = self.port_of(name)
+            all_alive = all_alive and pid is not None
+            self.out(
+                f"{name:<9} pid={pid if pid else '-':<8} alive={'yes' if pid else 'no':<4}"
+                f"ready={'yes' if ready else 'no':<4}port={port if port else '-':<6}"
+                f"log={self.log_path(name)}"
+            )
+        if LAUNCHER in live:
+            self.out(f"launcher  pid={live[LAUNCHER]} (foreground `tmpmail up`)")
+        return 0 if all_alive else 1

@@ -1,0 +1,186 @@
+"""Whole-stack fixtures, shared by every test folder: real processes via ``tmpmail up``.
+
+``stack_sqlite`` and ``stack_mongodb`` yield the :class:`~schemas.settings.Settings` of a
+stack started with ``tmpmail up --detach --store <store>`` in the TEST environment
+(:data:`TEST_ENV`: its own ports and state directory, so it runs beside ``make run``);
+``stack`` is the same, parametrised over both stores::
+
+    def test_mail_arrives(stack: Settings) -> None: ...
+
+At most one stack is up at a time: asking for the other store brings the running one
+down first, and e2e tests are ordered by store so that this happens once. A stack stays
+up across the tests that share its store and comes down at the end of the session.
+When a test that used it fails, the tail of every log is attached to its report.
+Tests that use these fixtures are marked ``e2e`` automatically.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from deploy.launcher import Launcher, log_tail
+from schemas.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_STATE_DIR = REPO / ".tmpmail-test" / "stack"
+TEST_ENV = {
+    "TMPMAIL_STATE_DIR": str(TEST_STATE_DIR),
+    "TMPMAIL_SMTP_PORT": "12525",
+    "TMPMAIL_HTTP_PORT": "18000",
+    "TMPMAIL_KAFKA_BOOTSTRAP": "127.0.0.1:19092",
+    "TMPMAIL_KAFKA_CONTROLLER_PORT": "19093",
+    "TMPMAIL_MONGO_URL": "mongodb://127.0.0.1:27018/",
+}
+#: First start provisions (Maven, and a Go build for mongodb): minutes, not seconds.
+UP_TIMEOUT_S = 900.0
+DOWN_TIMEOUT_S = 240.0
+STACK_FIXTURES = {"stack_sqlite": "sqlite", "stack_mongodb": "mongodb"}
+
+
+def stack_environ(**extra: str) -> dict[str, str]:
+    """This process's environment without any TMPMAIL_* of the developer's, plus TEST_ENV."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TMPMAIL_")}
+    env.update(TEST_ENV)
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def _environ(env: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def stack_settings(store: str, env: dict[str, str] | None = None) -> Settings:
+    """The settings the stack's processes load, for ``store``."""
+    with _environ(env if env is not None else stack_environ()):
+        return load_settings(store=store)
+
+
+def run_tmpmail(
+    *args: str, timeout_s: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``tmpmail <args>`` in a subprocess with the TEST environment (or ``env``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "deploy.cli", *args],
+        env=env if env is not None else stack_environ(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def log_tails(settings: Settings, lines: int = 40) -> str:
+    logs = sorted(settings.log_dir.glob("*.log"))
+    if not logs:
+        return f"(no logs under {settings.log_dir})"
+    return "\n".join(f"--- {log}\n{log_tail(log, lines)}" for log in logs)
+
+
+class StackSwitch:
+    """Keeps at most one test stack up, and brings up the one a test asks for."""
+
+    def __init__(self) -> None:
+        self.current: str | None = None
+
+    def up(self, store: str) -> Settings:
+        settings = stack_settings(store)
+        if self.current == store and self._healthy(settings):
+            return settings
+        self.down()
+        result = run_tmpmail("up", "--detach", "--store", store, timeout_s=UP_TIMEOUT_S)
+        if result.returncode != 0:
+            tails = log_tails(settings)
+            self.down()
+            pytest.fail(
+                f"`tmpmail up --detach --store {store}` failed (exit {result.returncode}):\n"
+                f"{result.stdout}{result.stderr}\n{tails}",
+                pytrace=False,
+            )
+        self.current = store
+        return settings
+
+    def down(self) -> None:
+        """Stop whatever runs from the test state dir (leftovers of a killed run too)."""
+        self.current = None
+        result = run_tmpmail("down", timeout_s=DOWN_TIMEOUT_S)
+        if result.returncode != 0:
+            pytest.fail(
+                f"`tmpmail down` failed (exit {result.returncode}):\n"
+                f"{result.stdout}{result.stderr}",
+                pytrace=False,
+            )
+
+    @staticmethod
+    def _healthy(settings: Settings) -> bool:
+        return Launcher(settings, out=lambda line: None).status() == 0
+
+
+@pytest.fixture(scope="session")
+def stack_switch() -> Iterator[StackSwitch]:
+    switch = StackSwitch()
+    yield switch
+    switch.down()
+
+
+@pytest.fixture
+def stack_sqlite(stack_switch: StackSwitch) -> Settings:
+    return stack_switch.up("sqlite")
+
+
+@pytest.fixture
+def stack_mongodb(stack_switch: StackSwitch) -> Settings:
+    return stack_switch.up("mongodb")
+
+
+@pytest.fixture(params=["sqlite", "mongodb"])
+def stack(request: pytest.FixtureRequest) -> Settings:
+    settings: Settings = request.getfixturevalue(f"stack_{request.param}")
+    return settings
+
+
+def _stack_store(item: pytest.Item) -> str | None:
+    names = getattr(item, "fixturenames", ())
+    for fixture, store in STACK_FIXTURES.items():
+        if fixture in names:
+            return store
+    if "stack" in names:
+        callspec = getattr(item, "callspec", None)
+        param = callspec.params.get("stack") if callspec is not None else None
+        return str(param) if param is not None else None
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark stack tests ``e2e``; run them last, sqlite ones before mongodb ones."""
+    order = {None: 0, "sqlite": 1, "mongodb": 2}
+    for item in items:
+        if _stack_store(item) is not None:
+            item.add_marker(pytest.mark.e2e)
+    items.sort(key=lambda item: order.get(_stack_store(item), 1))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    store = _stack_store(item)
+    if store is not None and report.failed and call.when == "call":
+        report.sections.append(("tmpmail logs (tail)", log_tails(stack_settings(store))))
+    return report

@@ -1,0 +1,236 @@
+"""The launcher's pieces without the services: plans, pid files, stops, ports, Kafka alone."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from deploy import kafka
+from deploy.cli import main
+from deploy.launcher import Launcher, LaunchError, make_plan
+from deploy.procs import PidFile, can_bind, is_listening, proc_info, stop_group
+from schemas.settings import Settings, load_settings
+from schemas.topics import topic_specs
+
+MakeSettings = Callable[..., Settings]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MakeSettings:
+    """Settings in a private state dir and on free ports, from a clean TMPMAIL_* env."""
+    for key in list(os.environ):
+        if key.startswith("TMPMAIL_"):
+            monkeypatch.delenv(key)
+    ports = {name: free_port() for name in ("smtp", "http", "kafka", "controller", "mongo")}
+    monkeypatch.setenv("TMPMAIL_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("TMPMAIL_SMTP_PORT", str(ports["smtp"]))
+    monkeypatch.setenv("TMPMAIL_HTTP_PORT", str(ports["http"]))
+    monkeypatch.setenv("TMPMAIL_KAFKA_BOOTSTRAP", f"127.0.0.1:{ports['kafka']}")
+    monkeypatch.setenv("TMPMAIL_KAFKA_CONTROLLER_PORT", str(ports["controller"]))
+    monkeypatch.setenv("TMPMAIL_MONGO_URL", f"mongodb://127.0.0.1:{ports['mongo']}/")
+
+    def make(**overrides: object) -> Settings:
+        return load_settings(**overrides)
+
+    return make
+
+
+@pytest.fixture
+def listener() -> Iterator[Callable[[int], socket.socket]]:
+    sockets: list[socket.socket] = []
+
+    def listen(port: int) -> socket.socket:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        sockets.append(sock)
+        return sock
+
+    yield listen
+    for sock in sockets:
+        sock.close()
+
+
+# --- plans ---------------------------------------------------------------------------
+
+
+def test_sqlite_plan_runs_kafka_and_the_services(make_settings: MakeSettings) -> None:
+    plan = make_plan(make_settings(), "sqlite")
+    assert plan.processes == ["kafka", "streams", "api", "ingest"]
+    assert [port.role for port in plan.ports] == ["smtp", "http", "kafka", "kafka controller"]
+
+
+def test_mongodb_plan_adds_ferretdb_for_a_loopback_url(make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    plan = make_plan(settings, "mongodb")
+    assert plan.processes == ["kafka", "ferretdb", "streams", "api", "ingest"]
+    mongo = [port for port in plan.ports if port.role == "mongo"]
+    assert [(port.port, port.variable) for port in mongo] == [
+        (settings.mongo_port, "TMPMAIL_MONGO_URL")
+    ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mongodb://db.example.net:27017/",
+        "mongodb+srv://cluster0.example.net/",
+        "mongodb://127.0.0.1:27017,10.0.0.2:27017/",
+    ],
+)
+def test_remote_mongodb_is_never_started(make_settings: MakeSettings, url: str) -> None:
+    plan = make_plan(make_settings(mongo_url=url), "mongodb")
+    assert "ferretdb" not in plan.processes
+    assert "mongo" not in [port.role for port in plan.ports]
+
+
+def test_remote_kafka_is_not_started(make_settings: MakeSettings) -> None:
+    plan = make_plan(make_settings(kafka_bootstrap="kafka.example.net:9092"), "sqlite")
+    assert plan.processes == ["streams", "api", "ingest"]
+
+
+def test_server_properties_listen_on_the_configured_ports(make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    props = kafka.server_properties(settings)
+    broker = f"127.0.0.1:{settings.kafka_port}"
+    controller = f"127.0.0.1:{settings.kafka_controller_port}"
+    assert props["listeners"] == f"PLAINTEXT://{broker},CONTROLLER://{controller}"
+    assert props["advertised.listeners"] == f"PLAINTEXT://{broker}"
+    assert props["controller.quorum.voters"] == f"1@{controller}"
+    assert props["log.dirs"].startswith(str(settings.state_dir))
+
+
+# --- pid files and stops -------------------------------------------------------------
+
+
+def test_pid_file_recognises_its_process_only(tmp_path: Path) -> None:
+    pid_file = PidFile(tmp_path / "x.pid")
+    pid_file.write(os.getpid())
+    assert pid_file.live_pid() == os.getpid()
+    pid, ticks = pid_file.read() or (0, None)
+    pid_file.path.write_text(f'{{"pid": {pid}, "start_ticks": {(ticks or 0) + 1}}}')
+    assert pid_file.live_pid() is None, "a reused pid must not count as ours"
+    pid_file.path.write_text("not json")
+    assert pid_file.live_pid() is None
+
+
+def _spawn(script: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", script], start_new_session=True, stdout=subprocess.PIPE
+    )
+
+
+def test_stop_group_terminates_the_whole_group() -> None:
+    proc = _spawn(
+        "import subprocess, sys; subprocess.Popen(['sleep', '60']); print('up', flush=True); "
+        "import time; time.sleep(60)"
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
+    assert stop_group(proc.pid, timeout_s=10) == "stopped"
+    proc.wait(timeout=5)
+    assert proc_info(proc.pid) is None
+
+
+def test_stop_group_kills_what_ignores_sigterm() -> None:
+    proc = _spawn(
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('up', flush=True); time.sleep(60)"
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
+    started = time.monotonic()
+    assert stop_group(proc.pid, timeout_s=0.5) == "killed"
+    assert time.monotonic() - started < 5
+    assert proc.wait(timeout=5) == -signal.SIGKILL
+
+
+# --- refusals, down and status when nothing runs --------------------------------------
+
+
+def test_up_names_a_taken_port_and_its_variable(
+    make_settings: MakeSettings, listener: Callable[[int], socket.socket]
+) -> None:
+    settings = make_settings()
+    listener(settings.smtp_port)
+    with pytest.raises(LaunchError) as caught:
+        Launcher(settings, out=lambda line: None).up("sqlite", detach=True, timeout_s=5)
+    message = str(caught.value)
+    assert str(settings.smtp_port) in message
+    assert "TMPMAIL_SMTP_PORT" in message
+    assert f"pid {os.getpid()}" in message
+
+
+def test_up_names_a_taken_controller_port(
+    make_settings: MakeSettings, listener: Callable[[int], socket.socket]
+) -> None:
+    settings = make_settings()
+    listener(settings.kafka_controller_port)
+    with pytest.raises(LaunchError, match="TMPMAIL_KAFKA_CONTROLLER_PORT"):
+        Launcher(settings, out=lambda line: None).up("sqlite", detach=True, timeout_s=5)
+
+
+def test_up_refuses_when_ours_is_running(make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    launcher = Launcher(settings, out=lambda line: None)
+    launcher.pid_file("kafka").write(os.getpid())  # a live process recorded as ours
+    with pytest.raises(LaunchError, match="already running"):
+        launcher.up("sqlite", detach=True, timeout_s=5)
+
+
+def test_down_and_status_when_nothing_runs(
+    make_settings: MakeSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_settings()
+    assert main(["down"]) == 0
+    assert "tmpmail stopped." in capsys.readouterr().out
+    assert main(["status"]) == 1
+    assert "not running" in capsys.readouterr().out
+    assert main(["health", "api"]) == 1
+    assert main(["health", "streams"]) == 1
+    assert main(["health", "ingest"]) == 1
+
+
+# --- Kafka alone (real broker) -------------------------------------------------------
+
+
+def test_kafka_starts_takes_topics_and_stops_clean(make_settings: MakeSettings) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    settings = make_settings()
+    launcher = Launcher(settings, out=print)
+    plan = make_plan(settings, "sqlite")
+    libs = launcher._provision(plan)
+    assert libs is not None
+    started = time.monotonic()
+    try:
+        launcher._start_kafka(libs)
+        print(f"kafka ready in {time.monotonic() - started:.1f}s")
+        launcher._create_topics()
+        topics = AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(
+            timeout=10
+        )
+        for spec in topic_specs(settings):
+            assert len(topics.topics[spec.name].partitions) == spec.partitions
+    finally:
+        stopped = time.monotonic()
+        assert launcher.stop_all()
+        print(f"kafka stopped in {time.monotonic() - stopped:.1f}s")
+    assert kafka.is_formatted(settings)
+    assert not launcher.pid_file("kafka").path.exists()
+    for port in plan.ports:
+        assert can_bind(port.host, port.port), f"port {port.port} still taken"
+        assert not is_listening(port.port)
