@@ -70,6 +70,8 @@ BROKER_INFO_LOGGERS = (
 def log4j_properties(target: str, level: str, info_loggers: tuple[str, ...] = ()) -> str:
     lines = [
         "status = warn",
+        # Keep logging while the JVM shuts down, so that the broker's stop is in its log.
+        "shutdownHook = disable",
         "appender.console.type = Console",
         "appender.console.name = console",
         f"appender.console.target = {target}",

@@ -149,7 +149,37 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if signal.getsignal(signal.SIGTERM) is interrupt:  # not replaced by StopSignals
+            signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """Stopping is bounded by its own timeouts: a second Ctrl-C must not cut it short."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class StopSignals:
+    """In the foreground: SIGINT/SIGTERM ask to stop; SIGCHLD wakes the supervisor."""
+
+    def __init__(self) -> None:
+        self.wake = threading.Event()
+        self.received: list[str] = []
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGCHLD, self._on_child)
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.received.append(signal.Signals(signum).name)
+        self.wake.set()
+
+    def _on_child(self, signum: int, frame: FrameType | None) -> None:
+        self.wake.set()
 
 
 class Launcher:
@@ -206,17 +236,22 @@ class Launcher:
         self.pid_file(LAUNCHER).write(os.getpid())
         try:
             libs = self._provision(plan)
-            self._start_stack(plan, libs, timeout_s)
+            with _sigterm_as_interrupt():
+                self._start_stack(plan, libs, timeout_s)
+                signals = None if detach else StopSignals()
         except BaseException:
-            self.pid_file(LAUNCHER).remove()
+            self.out("tmpmail: start-up failed or interrupted; stopping what was started...")
+            with _signals_ignored():
+                self.stop_all(quiet=True)
+                self.pid_file(LAUNCHER).remove()
             raise
         self.stack_file.write_text(json.dumps(asdict(plan), indent=2))
         self._print_addresses(plan)
-        if detach:
+        if signals is None:
             self.pid_file(LAUNCHER).remove()
             self.out("tmpmail is running in the background: `tmpmail status`, `tmpmail down`.")
             return 0
-        return self._supervise()
+        return self._supervise(signals)
 
     def _refuse_if_running(self) -> None:
         live = self.running()
@@ -247,19 +282,13 @@ class Launcher:
         return libs
 
     def _start_stack(self, plan: Plan, libs: Path | None, timeout_s: float) -> None:
-        try:
-            with _sigterm_as_interrupt():
-                if libs is not None:
-                    self._start_kafka(libs)
-                if plan.local_mongo:
-                    self._start_ferretdb()
-                self._create_topics()
-                self._start_services(["streams"], plan.store, timeout_s)
-                self._start_services(["api", "ingest"], plan.store, timeout_s)
-        except BaseException:
-            self.out("tmpmail: start-up failed; stopping what was started...")
-            self.stop_all(quiet=True)
-            raise
+        if libs is not None:
+            self._start_kafka(libs)
+        if plan.local_mongo:
+            self._start_ferretdb()
+        self._create_topics()
+        self._start_services(["streams"], plan.store, timeout_s)
+        self._start_services(["api", "ingest"], plan.store, timeout_s)
 
     def _start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
         log = self.log_path(name)
@@ -365,23 +394,10 @@ class Launcher:
         )
 
     # --- foreground supervision -------------------------------------------------------
-    def _supervise(self) -> int:
-        wake = threading.Event()
-        stop_reason: list[str] = []
-
-        def on_stop(signum: int, frame: FrameType | None) -> None:
-            stop_reason.append(signal.Signals(signum).name)
-            wake.set()
-
-        def on_child(signum: int, frame: FrameType | None) -> None:
-            wake.set()
-
-        signal.signal(signal.SIGINT, on_stop)
-        signal.signal(signal.SIGTERM, on_stop)
-        signal.signal(signal.SIGCHLD, on_child)
+    def _supervise(self, signals: StopSignals) -> int:
         self.out("Press Ctrl-C to stop.")
         code = 0
-        while not stop_reason:
+        while not signals.received:
             dead = [(name, p) for name, p in self.children.items() if p.poll() is not None]
             if dead:
                 name, proc = dead[0]
@@ -392,14 +408,12 @@ class Launcher:
                 )
                 code = 1
                 break
-            wake.wait(1.0)
-            wake.clear()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            signals.wake.wait(1.0)
+            signals.wake.clear()
         self.out("tmpmail: stopping...")
-        self.stop_all()
-        self.pid_file(LAUNCHER).remove()
+        with _signals_ignored():
+            self.stop_all()
+            self._forget_stack()
         return code
 
     # --- down ------------------------------------------------------------------------
@@ -414,9 +428,7 @@ class Launcher:
             ):
                 self.out(f"the launcher (pid {launcher}) did not stop; stopping its children")
         clean = self.stop_all()
-        self.pid_file(LAUNCHER).remove()
-        self.stack_file.unlink(missing_ok=True)
-        (self.settings.run_dir / "streams.ready").unlink(missing_ok=True)
+        self._forget_stack()
         if not self._ports_released(plan):
             clean = False
         self.out("tmpmail stopped." if clean else "tmpmail down: see the messages above.")
@@ -428,6 +440,9 @@ class Launcher:
         for name in reversed(PROCESS_ORDER):
             pid_file = self.pid_file(name)
             pid = pid_file.live_pid()
+            child = self.children.get(name)
+            if pid is None and child is not None and child.poll() is None:
+                pid = child.pid  # started, but interrupted before its pid file was written
             if pid is not None:
                 if not quiet:
                     self.out(f"stopping {name} (pid {pid})...")
@@ -437,10 +452,15 @@ class Launcher:
                     self.out(f"{name} {outcome} in {time.monotonic() - started:.1f}s")
                 clean = clean and outcome != "stuck"
             pid_file.remove()
-            child = self.children.pop(name, None)
-            if child is not None:
+            if self.children.pop(name, None) is not None and child is not None:
                 child.poll()  # reap it
         return clean
+
+    def _forget_stack(self) -> None:
+        """Once everything has stopped: no launcher, no plan, no stale ready file."""
+        self.pid_file(LAUNCHER).remove()
+        self.stack_file.unlink(missing_ok=True)
+        (self.settings.run_dir / "streams.ready").unlink(missing_ok=True)
 
     def _ports_released(self, plan: Plan) -> bool:
         def all_free() -> bool:

@@ -98,6 +98,11 @@ class StackSwitch:
     def __init__(self) -> None:
         self.current: str | None = None
 
+    # The helpers, for tests that drive ``tmpmail`` themselves (tests/deploy).
+    environ = staticmethod(stack_environ)
+    settings = staticmethod(stack_settings)
+    run = staticmethod(run_tmpmail)
+
     def up(self, store: str) -> Settings:
         settings = stack_settings(store)
         if self.current == store and self._healthy(settings):
