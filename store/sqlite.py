@@ -192,7 +192,8 @@ class SQLiteStore:
             await asyncio.to_thread(self._shut_down, writer, readers)
 
     async def ping(self) -> None:
-        await self._read(lambda conn: conn.execute("SELECT 1").fetchall())
+        """Read the schema cookie: fails on a missing directory or a file that is not SQLite."""
+        await self._read(lambda conn: conn.execute("PRAGMA schema_version").fetchall())
 
     # --- mailboxes ------------------------------------------------------------------------
     async def create_mailbox(self, mailbox: Mailbox, now: datetime) -> bool:
