@@ -156,6 +156,9 @@ class MongoStore:
         if not batch:
             return []
         now_ms = to_ms(now)
+        for message in batch:  # refuse naive datetimes before anything is written
+            to_ms(message.received_at)
+            to_ms(message.expires_at)
         with _driver_errors("store_messages"):
             ids = list(dict.fromkeys(message.id for message in batch))
             stored = await self._seqs_of(ids)
@@ -381,6 +384,8 @@ class MongoStore:
             await self._chunks.delete_many({"message_id": {"$in": ids}})
 
     async def _summaries(self, query: Doc, direction: int, limit: int) -> list[MessageSummary]:
+        if limit <= 0:  # MongoDB reads limit(0) as "no limit"
+            return []
         with _driver_errors("list_messages"):
             cursor = self._messages.find(query).sort("seq", direction).limit(limit)
             return [_summary(doc) async for doc in cursor]

@@ -225,6 +225,8 @@ class SQLiteStore:
     async def list_messages(
         self, address: str, *, limit: int, before_seq: int | None = None
     ) -> list[MessageSummary]:
+        if limit <= 0:  # SQLite reads a negative LIMIT as "no limit"
+            return []
         if before_seq is None:
             fetch = _fetch_all(QUERIES["newest_20"], (address, limit))
         else:
@@ -234,6 +236,8 @@ class SQLiteStore:
     async def list_messages_after(
         self, address: str, after_seq: int, *, limit: int
     ) -> list[MessageSummary]:
+        if limit <= 0:
+            return []
         fetch = _fetch_all(QUERIES["after_seq"], (address, after_seq, limit))
         return [_summary(row) for row in await self._read(fetch)]
 

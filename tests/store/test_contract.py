@@ -236,6 +236,10 @@ async def test_naive_datetimes_are_refused(
     await store.create_mailbox(make_mailbox(ADDR), NOW)
     with pytest.raises(ValueError, match="naive"):
         await store.store_messages([make_message(ADDR)], NOW.replace(tzinfo=None))
+    naive = make_message(ADDR, received_at=NOW.replace(tzinfo=None))
+    with pytest.raises(ValueError, match="naive"):
+        await store.store_messages([make_message(ADDR), naive], NOW)
+    assert await store.list_messages(ADDR, limit=10) == []  # nothing of that batch was written
 
 
 # --- reading messages ---------------------------------------------------------------------------
@@ -354,6 +358,17 @@ async def test_list_messages_after(
     assert [m.seq for m in await store.list_messages_after(ADDR, 0, limit=5)] == [1, 2, 3, 4, 5]
     assert [m.seq for m in await store.list_messages_after(ADDR, 9, limit=10)] == [10, 11, 12]
     assert await store.list_messages_after(ADDR, 12, limit=10) == []
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+async def test_a_limit_below_one_lists_nothing(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory, limit: int
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    await store_many(store, make_message, ADDR, 3, batch_size=3)
+    assert await store.list_messages(ADDR, limit=limit) == []
+    assert await store.list_messages(ADDR, limit=limit, before_seq=3) == []
+    assert await store.list_messages_after(ADDR, 0, limit=limit) == []
 
 
 # --- raw bytes ----------------------------------------------------------------------------------
