@@ -235,8 +235,8 @@ class Launcher:
         self._refuse_taken_ports(plan)
         self.pid_file(LAUNCHER).write(os.getpid())
         try:
-            libs = self._provision(plan)
             with _sigterm_as_interrupt():
+                libs = self._provision(plan)
                 self._start_stack(plan, libs, timeout_s)
                 signals = None if detach else StopSignals()
         except BaseException:

@@ -89,3 +89,13 @@ def test_tmpmail_calls_finds_both_forms() -> None:
         'command: ["tmpmail", "api"]\ntest: ["CMD-SHELL", "tmpmail health ingest"]\n'
     )
     assert tmpmail_calls(text) == [("api",), ("health",)]
+
+
+def test_dockerfile_copies_every_package() -> None:
+    """`pip install .` in the image needs every package pyproject declares."""
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+    copied = set(re.findall(r"(?m)^COPY (\w+) \./\1$", dockerfile))
+    assert set(packages) <= copied, f"deploy/Dockerfile does not copy {set(packages) - copied}"

@@ -193,3 +193,20 @@ def test_foreground_up_reports_a_dead_child_and_stops(stack_switch: StackSwitch)
     assert "api" in output and "exited unexpectedly" in output
     assert str(settings.log_dir / "api.log") in output
     assert_all_gone(settings, pids, "sqlite")
+
+
+def test_down_stops_a_foreground_up(stack_switch: StackSwitch) -> None:
+    switch = stack_switch
+    switch.down()
+    settings: Settings = switch.settings("sqlite")
+    launcher = _foreground_up(switch)
+    try:
+        _await_running(settings, launcher)
+        pids = recorded_pids(settings)
+        check(switch.run("down", timeout_s=COMMAND_TIMEOUT_S), "down")
+        output, _ = launcher.communicate(timeout=COMMAND_TIMEOUT_S)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 0, output
+    assert_all_gone(settings, pids, "sqlite")
