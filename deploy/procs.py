@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROC = Path("/proc")
+LOG_ROTATE_BYTES = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,13 @@ class PidFile:
 def spawn(
     cmd: list[str], log_path: Path, env: Mapping[str, str], cwd: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` in a new session, stdin from /dev/null, output appended to ``log_path``."""
+    """Start ``cmd`` in a new session, stdin from /dev/null, output appended to ``log_path``.
+
+    A log past :data:`LOG_ROTATE_BYTES` is first moved to ``<name>.log.1`` (one generation).
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    if log_path.exists() and log_path.stat().st_size > LOG_ROTATE_BYTES:
+        log_path.replace(log_path.with_name(log_path.name + ".1"))
     with log_path.open("ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(cmd)}\n".encode())
         log.flush()

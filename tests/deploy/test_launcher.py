@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from deploy import kafka
+from deploy import kafka, procs
 from deploy.cli import main
 from deploy.launcher import Launcher, LaunchError, make_plan
-from deploy.procs import PidFile, can_bind, is_listening, proc_info, stop_group
+from deploy.procs import PidFile, can_bind, is_listening, proc_info, spawn, stop_group
 from schemas.settings import Settings, load_settings
 from schemas.topics import topic_specs
 
@@ -156,6 +156,19 @@ def test_stop_group_kills_what_ignores_sigterm() -> None:
     assert stop_group(proc.pid, timeout_s=0.5) == "killed"
     assert time.monotonic() - started < 5
     assert proc.wait(timeout=5) == -signal.SIGKILL
+
+
+def test_spawn_appends_to_its_log_and_rotates_a_big_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "x.log"
+    log.write_text("old run\n")
+    spawn(["echo", "first"], log, os.environ).wait(timeout=10)
+    assert log.read_text().startswith("old run\n") and "first" in log.read_text()
+    monkeypatch.setattr(procs, "LOG_ROTATE_BYTES", 10)
+    spawn(["echo", "second"], log, os.environ).wait(timeout=10)
+    assert "first" in (tmp_path / "x.log.1").read_text()
+    assert "first" not in log.read_text() and "second" in log.read_text()
 
 
 # --- refusals, down and status when nothing runs --------------------------------------
