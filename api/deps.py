@@ -14,7 +14,8 @@ from fastapi import Depends, Request
 
 from api.errors import Unauthorized
 from api.hub import LiveHub
-from api.service import authenticate
+from api.service import LifecyclePublisher, authenticate
+from bus import BroadcastConsumer
 from schemas.records import utcnow
 from schemas.settings import Settings
 from store import Mailbox, MailStore
@@ -29,8 +30,8 @@ class Runtime:
     settings: Settings
     store: MailStore
     hub: LiveHub
-    publisher: object
-    consumer: object
+    publisher: LifecyclePublisher
+    consumer: BroadcastConsumer
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -53,7 +53,7 @@ async def create_mailbox(
         created = await service.create_mailbox(
             runtime.store,
             runtime.publisher,
-            runtime.settings,  # type: ignore[arg-type]
+            runtime.settings,
             username=body.username,
             domain=body.domain,
             now=utcnow(),
@@ -179,12 +179,12 @@ def _sse(message: LiveMessage) -> ServerSentEvent:
 async def healthz(runtime: RuntimeDep) -> Health:
     """Alive: the process answers. Says whether the delivery consumer has its partitions."""
     consumer = runtime.consumer
-    assigned = bool(getattr(consumer, "assigned", False))
+    assigned = consumer.assigned
     return Health(
         status="ok",
         store=runtime.settings.store,
         delivery_consumer="assigned" if assigned else "waiting",
-        partitions=list(getattr(consumer, "partitions", [])),
+        partitions=list(consumer.partitions),
     )
 
 

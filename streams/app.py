@@ -131,7 +131,10 @@ def build_app(settings: Settings, store: MailStore) -> faust.App:
 
     @app.agent(raw_mail_topic)
     async def store_raw_mail(stream: faust.StreamT) -> AsyncIterator[None]:
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        # take_events (faust-streaming >= 0.10) is missing from Faust's type stubs.
+        async for events in stream.take_events(  # type: ignore[attr-defined]
+            BATCH_MAX, within=BATCH_WITHIN_S
+        ):
             records = [
                 RawRecord(e.value, _headers(e), e.message.partition, e.message.offset)
                 for e in events
@@ -177,7 +180,7 @@ def build_app(settings: Settings, store: MailStore) -> faust.App:
         assigned = sorted(
             {tp.partition for tp in app.consumer.assignment() if tp.topic == RAW_MAIL_TOPIC}
         )
-        recovered = app.tables.recovery.completed.is_set()
+        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
         state = assigned if assigned and recovered and not app.rebalancing else None
         if state == reported[0]:
             return

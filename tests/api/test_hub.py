@@ -6,8 +6,9 @@ from schemas.records import DeliveryEvent
 
 
 def _event(address: str, seq: int) -> DeliveryEvent:
-    return DeliveryEvent(address=address, message_id=f"m{seq}", seq=seq,
-                         received_at=datetime.now(UTC))
+    return DeliveryEvent(
+        address=address, message_id=f"m{seq}", seq=seq, received_at=datetime.now(UTC)
+    )
 
 
 async def test_events_reach_only_their_mailbox() -> None:

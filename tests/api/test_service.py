@@ -19,8 +19,9 @@ def test_random_usernames_are_valid() -> None:
         assert service.validate_username(service.random_username())
 
 
-@pytest.mark.parametrize("name", ["ab", "a" * 65, "-abc", "abc-", "a..b", "has space", "ünï",
-                                  "postmaster", "Admin"])
+@pytest.mark.parametrize(
+    "name", ["ab", "a" * 65, "-abc", "abc-", "a..b", "has space", "ünï", "postmaster", "Admin"]
+)
 def test_bad_or_reserved_usernames_are_refused(name: str) -> None:
     with pytest.raises(Invalid):
         service.validate_username(name)

@@ -18,20 +18,24 @@ class RecordingSink:
 
 
 def _session() -> SimpleNamespace:
-    return SimpleNamespace(ssl=None, peer=("192.0.2.7", 5000), host_name="client.example",
-                           extended_smtp=True)
+    return SimpleNamespace(
+        ssl=None, peer=("192.0.2.7", 5000), host_name="client.example", extended_smtp=True
+    )
 
 
 def _envelope(rcpts: list[str], content: bytes) -> SimpleNamespace:
-    return SimpleNamespace(rcpt_tos=rcpts, original_content=content, mail_from="a@example.org",
-                           smtp_utf8=False)
+    return SimpleNamespace(
+        rcpt_tos=rcpts, original_content=content, mail_from="a@example.org", smtp_utf8=False
+    )
 
 
 async def test_data_publishes_one_record_per_recipient_and_answers_250() -> None:
     sink = RecordingSink()
     handler = RawMailHandler(sink, domains=["tmpmail.test"], hostname="mx.tmpmail.test")
     body = b"Subject: hi\r\n\r\n\x00\xff bytes as sent\r\n"
-    reply = await handler.handle_DATA(None, _session(), _envelope(["A@tmpmail.test", "b+x@tmpmail.test"], body))
+    reply = await handler.handle_DATA(
+        None, _session(), _envelope(["A@tmpmail.test", "b+x@tmpmail.test"], body)
+    )
     assert reply.startswith("250 2.0.0 ")
     assert [env.mailbox_key for env, _ in sink.records] == ["a@tmpmail.test", "b@tmpmail.test"]
     ingest_ids = {env.ingest_id for env, _ in sink.records}
@@ -51,6 +55,10 @@ async def test_broker_failure_answers_451_not_5xx() -> None:
 async def test_rcpt_hook_appends_only_accepted() -> None:
     handler = RawMailHandler(RecordingSink(), domains=["tmpmail.test"], hostname="mx")
     env = _envelope([], b"")
-    assert (await handler.handle_RCPT(None, _session(), env, "a@tmpmail.test", [])).startswith("250")
-    assert (await handler.handle_RCPT(None, _session(), env, "a@other.test", [])).startswith("550 5.7.1")
+    assert (await handler.handle_RCPT(None, _session(), env, "a@tmpmail.test", [])).startswith(
+        "250"
+    )
+    assert (await handler.handle_RCPT(None, _session(), env, "a@other.test", [])).startswith(
+        "550 5.7.1"
+    )
     assert env.rcpt_tos == ["a@tmpmail.test"]

@@ -23,9 +23,15 @@ def test_refuses_bad_syntax_and_too_many_recipients() -> None:
 
 
 def test_every_reply_has_an_enhanced_status_code() -> None:
-    for reply in (policy.OK_RCPT, policy.REFUSED_DOMAIN, policy.BAD_ADDRESS,
-                  policy.TOO_MANY_RCPTS, policy.NOT_STORED, policy.NO_RECIPIENTS,
-                  policy.OK_QUEUED):
+    for reply in (
+        policy.OK_RCPT,
+        policy.REFUSED_DOMAIN,
+        policy.BAD_ADDRESS,
+        policy.TOO_MANY_RCPTS,
+        policy.NOT_STORED,
+        policy.NO_RECIPIENTS,
+        policy.OK_QUEUED,
+    ):
         code, enhanced = reply.split(" ")[:2]
         assert enhanced[0] == code[0] and enhanced.count(".") == 2, reply
     assert policy.NOT_STORED.startswith("451 4.3.0")
@@ -33,8 +39,12 @@ def test_every_reply_has_an_enhanced_status_code() -> None:
 
 def test_received_header_is_one_folded_header_and_cannot_be_injected() -> None:
     line = policy.received_header(
-        helo="evil\r\nX-Injected: 1", client_ip="127.0.0.1", hostname="mx.tmpmail.test",
-        protocol="ESMTP", ingest_id="abc", recipient="a@tmpmail.test",
+        helo="evil\r\nX-Injected: 1",
+        client_ip="127.0.0.1",
+        hostname="mx.tmpmail.test",
+        protocol="ESMTP",
+        ingest_id="abc",
+        recipient="a@tmpmail.test",
         received_at=datetime(2026, 11, 24, 12, 0, tzinfo=UTC),
     )
     text = line.decode()

@@ -41,8 +41,14 @@ def test_envelope_key_and_message_id() -> None:
     assert env.mailbox_key == "bob@tmpmail.test"
     # The id depends on the ingest id and the normalised recipient only.
     assert env.message_id == message_id_for(env.ingest_id, "bob@tmpmail.test")
-    assert env.message_id == _envelope(ingest_id=env.ingest_id, recipient="BOB@tmpmail.test").message_id
-    assert env.message_id != _envelope(ingest_id=env.ingest_id, recipient="carol@tmpmail.test").message_id
+    assert (
+        env.message_id
+        == _envelope(ingest_id=env.ingest_id, recipient="BOB@tmpmail.test").message_id
+    )
+    assert (
+        env.message_id
+        != _envelope(ingest_id=env.ingest_id, recipient="carol@tmpmail.test").message_id
+    )
     assert env.message_id != _envelope().message_id
 
 
@@ -54,8 +60,13 @@ def test_ingest_ids_are_unique_and_time_ordered() -> None:
 
 @pytest.mark.parametrize(
     "headers",
-    [None, [], [("other", b"x")], [(ENVELOPE_HEADER, b"not json")],
-     [(ENVELOPE_HEADER, b'{"v": 2, "ingest_id": "12345678"}')]],
+    [
+        None,
+        [],
+        [("other", b"x")],
+        [(ENVELOPE_HEADER, b"not json")],
+        [(ENVELOPE_HEADER, b'{"v": 2, "ingest_id": "12345678"}')],
+    ],
 )
 def test_bad_envelope_headers_raise_record_error(headers: object) -> None:
     with pytest.raises(RecordError):
@@ -69,8 +80,13 @@ def test_naive_received_at_is_taken_as_utc() -> None:
 
 def test_lifecycle_and_delivery_round_trip() -> None:
     now = datetime.now(UTC)
-    event = MailboxLifecycleEvent(kind="created", address="a@tmpmail.test", mailbox_id="m1",
-                                  created_at=now, expires_at=now + timedelta(days=15))
+    event = MailboxLifecycleEvent(
+        kind="created",
+        address="a@tmpmail.test",
+        mailbox_id="m1",
+        created_at=now,
+        expires_at=now + timedelta(days=15),
+    )
     assert MailboxLifecycleEvent.from_bytes(event.to_bytes()) == event
     delivery = DeliveryEvent(address="a@tmpmail.test", message_id="x", seq=3, received_at=now)
     assert DeliveryEvent.from_bytes(delivery.to_bytes()) == delivery

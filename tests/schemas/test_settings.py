@@ -10,7 +10,12 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith("TMPMAIL_"):
             monkeypatch.delenv(name)
     s = load_settings()
-    assert (s.smtp_host, s.smtp_port, s.http_host, s.http_port) == ("127.0.0.1", 2525, "127.0.0.1", 8000)
+    assert (s.smtp_host, s.smtp_port, s.http_host, s.http_port) == (
+        "127.0.0.1",
+        2525,
+        "127.0.0.1",
+        8000,
+    )
     assert len(s.domains) == 3 and all(d.endswith(".test") for d in s.domains)
     assert s.max_message_bytes == 10 * 1024 * 1024
     assert s.store == "sqlite"

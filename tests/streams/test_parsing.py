@@ -47,7 +47,10 @@ def test_html_only_mail_previews_text_without_script_or_style() -> None:
 
 
 def test_unknown_charset_and_garbage_do_not_raise() -> None:
-    raw = b"Subject: =?x-nonsense?q?abc?=\r\nContent-Type: text/plain; charset=x-nonsense\r\n\r\n\xff\xfe ok"
+    raw = (
+        b"Subject: =?x-nonsense?q?abc?=\r\n"
+        b"Content-Type: text/plain; charset=x-nonsense\r\n\r\n\xff\xfe ok"
+    )
     s = summarise(raw)
     assert "ok" in s.preview
     assert summarise(b"").subject == ""

@@ -41,17 +41,31 @@ class MemoryStore:
         return out
 
 
-def _record(rcpt: str, offset: int, *, body: bytes = b"Subject: hi\r\n\r\nhello\r\n",
-            ingest_id: str | None = None) -> RawRecord:
-    env = RawMailEnvelope(ingest_id=ingest_id or new_ingest_id(), sender="a@example.org",
-                          recipient=rcpt, client_address="127.0.0.1", received_at=NOW)
+def _record(
+    rcpt: str,
+    offset: int,
+    *,
+    body: bytes = b"Subject: hi\r\n\r\nhello\r\n",
+    ingest_id: str | None = None,
+) -> RawRecord:
+    env = RawMailEnvelope(
+        ingest_id=ingest_id or new_ingest_id(),
+        sender="a@example.org",
+        recipient=rcpt,
+        client_address="127.0.0.1",
+        received_at=NOW,
+    )
     return RawRecord(body, env.to_headers(), partition=2, offset=offset)
 
 
 async def test_stores_known_and_drops_unknown_with_reasons() -> None:
     store = MemoryStore()
-    lookup = Lookup({"bob@tmpmail.test": NOW + timedelta(days=1),
-                     "old@tmpmail.test": NOW - timedelta(seconds=1)})
+    lookup = Lookup(
+        {
+            "bob@tmpmail.test": NOW + timedelta(days=1),
+            "old@tmpmail.test": NOW - timedelta(seconds=1),
+        }
+    )
     records = [
         _record("Bob+x@tmpmail.test", 10),
         _record("nobody@tmpmail.test", 11),
@@ -59,8 +73,13 @@ async def test_stores_known_and_drops_unknown_with_reasons() -> None:
         RawRecord(b"x", [("other", b"1")], 2, 13),
         _record("bob@tmpmail.test", 14),
     ]
-    out = await store_raw_batch(records, lookup=lookup, store=store,  # type: ignore[arg-type]
-                                message_ttl=TTL, now=NOW)
+    out = await store_raw_batch(
+        records,
+        lookup=lookup,
+        store=store,  # type: ignore[arg-type]
+        message_ttl=TTL,
+        now=NOW,
+    )
     assert len(store.batches) == 1 and len(store.batches[0]) == 2  # one store call per batch
     assert [ev.seq for _, ev in out.deliveries] == [1, 2]
     assert {k for k, _ in out.deliveries} == {"bob@tmpmail.test"}
@@ -75,18 +94,29 @@ async def test_redelivery_publishes_the_same_sequence_again() -> None:
     store = MemoryStore()
     lookup = Lookup({"bob@tmpmail.test": NOW + timedelta(days=1)})
     record = _record("bob@tmpmail.test", 1, ingest_id="0123456789abcdef")
-    first = await store_raw_batch([record], lookup=lookup, store=store,  # type: ignore[arg-type]
-                                  message_ttl=TTL, now=NOW)
-    again = await store_raw_batch([record], lookup=lookup, store=store,  # type: ignore[arg-type]
-                                  message_ttl=TTL, now=NOW)
+    first = await store_raw_batch(
+        [record],
+        lookup=lookup,
+        store=store,  # type: ignore[arg-type]
+        message_ttl=TTL,
+        now=NOW,
+    )
+    again = await store_raw_batch(
+        [record],
+        lookup=lookup,
+        store=store,  # type: ignore[arg-type]
+        message_ttl=TTL,
+        now=NOW,
+    )
     assert first.deliveries == again.deliveries
     assert again.counts["existing"] == 1
 
 
 async def test_batch_of_only_drops_never_calls_the_store() -> None:
     store = MemoryStore()
-    out = await store_raw_batch([_record("x@tmpmail.test", 1)], lookup=Lookup({}),
-                                store=store, message_ttl=TTL, now=NOW)  # type: ignore[arg-type]
+    out = await store_raw_batch(
+        [_record("x@tmpmail.test", 1)], lookup=Lookup({}), store=store, message_ttl=TTL, now=NOW
+    )  # type: ignore[arg-type]
     assert store.batches == [] and out.counts["dropped:unknown_mailbox"] == 1
     assert out.dropped[0][0] == "x@tmpmail.test"
     assert ENVELOPE_HEADER  # the header name is part of the contract
