@@ -216,3 +216,62 @@ async def test_errors_have_one_json_shape(client: httpx.AsyncClient) -> None:
         body = response.json()
         assert set(body) == {"error"} and body["error"]["code"] == code
         assert body["error"]["message"]
+
+
+async def test_ten_mib_mail_goes_through_and_larger_is_refused_552(
+    client: httpx.AsyncClient, stack: Settings
+) -> None:
+    box = await create_mailbox(client)
+    subject = f"big {uuid.uuid4().hex[:8]}"
+    head = f"From: big@example.org\r\nTo: {box.address}\r\nSubject: {subject}\r\n\r\n".encode()
+    line = b"x" * 998 + b"\r\n"
+    body = line * ((stack.max_message_bytes - len(head) - 4096) // len(line))
+    mail = head + body
+    assert stack.max_message_bytes - 8192 < len(mail) <= stack.max_message_bytes
+
+    def send(data: bytes) -> dict:
+        with smtplib.SMTP(
+            stack.smtp_host, stack.smtp_port, local_hostname="client.test", timeout=120
+        ) as smtp:
+            return smtp.sendmail("big@example.org", [box.address], data)
+
+    assert await asyncio.to_thread(send, mail) == {}
+    listed = await _wait_listed(client, box.token, subject, timeout_s=60)
+    assert listed["size"] > len(mail)  # our Received: line is prepended to the exact bytes
+
+    with pytest.raises(smtplib.SMTPException) as exc:
+        await asyncio.to_thread(send, mail + line * 8)
+    code = getattr(exc.value, "smtp_code", None)
+    assert code == 552, exc.value
+
+
+async def test_malformed_corpus_mail_is_stored_with_its_parse_errors(
+    client: httpx.AsyncClient, stack: Settings
+) -> None:
+    from tests.streams.test_parsing import CORPUS_FILES
+
+    box = await create_mailbox(client)
+    picked = [p for p in CORPUS_FILES if p.parent.name == "mail-parser"][:12]
+    sent = 0
+    for path in picked:
+        data = path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        if any(len(line) > 998 for line in data.split(b"\r\n")):
+            continue  # SMTP caps lines at 1000 bytes; such files are not valid on the wire
+
+        def send(payload: bytes = data) -> dict:
+            with smtplib.SMTP(
+                stack.smtp_host, stack.smtp_port, local_hostname="client.test", timeout=60
+            ) as smtp:
+                return smtp.sendmail("corpus@example.org", [box.address], payload)
+
+        assert await asyncio.to_thread(send) == {}
+        sent += 1
+    assert sent >= 5
+    async with asyncio.timeout(60):
+        while True:
+            r = await client.get("/api/messages", headers=box.auth, params={"limit": 100})
+            messages = r.json()["messages"]
+            if len(messages) == sent:
+                break
+            await asyncio.sleep(0.3)
+    assert any(m["parse_errors"] for m in messages), "the corpus has malformed mail"
