@@ -144,17 +144,7 @@ async def live_events(
 
 
 def _message_event(message: MessageSummary) -> ServerSentEvent:
-    return _sse(
-        LiveMessage(
-            id=message.id,
-            seq=message.seq,
-            sender=message.sender,
-            subject=message.subject,
-            preview=message.preview,
-            size=message.size,
-            received_at=message.received_at,
-        )
-    )
+    return _sse(LiveMessage.model_validate(message))
 
 
 def _delivery_event(event: DeliveryEvent) -> ServerSentEvent:

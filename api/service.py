@@ -226,18 +226,7 @@ async def authenticate(store: MailStore, token: str, now: datetime) -> Mailbox |
 
 
 def summary_public(message: MessageSummary) -> MessageSummaryPublic:
-    return MessageSummaryPublic(
-        id=message.id,
-        seq=message.seq,
-        sender=message.sender,
-        subject=message.subject,
-        preview=message.preview,
-        size=message.size,
-        received_at=message.received_at,
-        expires_at=message.expires_at,
-        seen=message.seen,
-        parse_errors=list(message.parse_errors),
-    )
+    return MessageSummaryPublic.model_validate(message)
 
 
 async def list_page(

@@ -54,22 +54,11 @@ class MailboxCreated(MailboxPublic):
     token: str = Field(description="Bearer token for this mailbox; also set as a cookie.")
 
 
-class MessageSummaryPublic(BaseModel):
-    id: str
-    seq: int
-    sender: str
-    subject: str
-    preview: str
-    size: int
-    received_at: datetime
-    expires_at: datetime
-    seen: bool = False
-    parse_errors: list[str] = Field(default_factory=list)
-
-
 class LiveMessage(BaseModel):
     """The data of a ``message`` event on ``GET /api/events`` (its ``id:`` is ``seq``)."""
 
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     seq: int
     sender: str
@@ -77,6 +66,14 @@ class LiveMessage(BaseModel):
     preview: str
     size: int
     received_at: datetime
+
+
+class MessageSummaryPublic(LiveMessage):
+    """A message as the list shows it."""
+
+    expires_at: datetime
+    seen: bool = False
+    parse_errors: list[str] = Field(default_factory=list)
 
 
 class MessageList(BaseModel):
