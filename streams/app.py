@@ -131,12 +131,16 @@ def build_app(settings: Settings, store: MailStore) -> faust.App:
 
     @app.agent(raw_mail_topic)
     async def store_raw_mail(stream: faust.StreamT) -> AsyncIterator[None]:
-        # take_events (faust-streaming >= 0.10) is missing from Faust's type stubs.
-        async for events in stream.take_events(  # type: ignore[attr-defined]
+        # noack_take: Faust's take()/take_events() ack a batch in a ``finally``, so a
+        # batch cut short by a crash or a shutdown would be committed unwritten. Here a
+        # batch is acked only after its store write and its publishes were acknowledged.
+        async for events in stream.noack_take(  # type: ignore[attr-defined]
             BATCH_MAX, within=BATCH_WITHIN_S
         ):
             records = [
-                RawRecord(e.value, _headers(e), e.message.partition, e.message.offset)
+                RawRecord(
+                    e.value, _headers(e), e.message.partition, e.message.offset, e.message.key
+                )
                 for e in events
             ]
             outcome = await _with_retry(
@@ -149,7 +153,7 @@ def build_app(settings: Settings, store: MailStore) -> faust.App:
                     now=utcnow(),
                 )
             )
-            acks = [
+            sent = [
                 await delivery_topic.send(key=key.encode("utf-8"), value=ev.to_bytes())
                 for key, ev in outcome.deliveries
             ] + [
@@ -158,7 +162,9 @@ def build_app(settings: Settings, store: MailStore) -> faust.App:
                 )
                 for key, dropped in outcome.dropped
             ]
-            await asyncio.gather(*acks)
+            await asyncio.gather(*sent)
+            for event in events:
+                await stream.ack(event)
             log.debug("batch of %d: %s", len(records), dict(outcome.counts))
             yield None
 

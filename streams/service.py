@@ -39,6 +39,7 @@ class RawRecord:
     headers: Sequence[tuple[str, bytes]] | None
     partition: int
     offset: int
+    key: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +144,9 @@ def _drop(
         size=len(record.value or b""),
     )
     try:
-        key = envelope.mailbox_key if envelope else ""
+        key = envelope.mailbox_key if envelope else _decode_key(record.key)
     except AddressError:
-        key = ""
+        key = _decode_key(record.key)
     outcome.counts[f"dropped:{reason}"] += 1
     outcome.dropped.append((key, dropped))
     log.info(
@@ -157,6 +158,10 @@ def _drop(
         reason,
         detail,
     )
+
+
+def _decode_key(key: bytes | None) -> str:
+    return (key or b"").decode("utf-8", "replace")
 
 
 def _summarise_all(raws: list[bytes]) -> list[MailSummary]:

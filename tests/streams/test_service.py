@@ -70,7 +70,7 @@ async def test_stores_known_and_drops_unknown_with_reasons() -> None:
         _record("Bob+x@tmpmail.test", 10),
         _record("nobody@tmpmail.test", 11),
         _record("old@tmpmail.test", 12),
-        RawRecord(b"x", [("other", b"1")], 2, 13),
+        RawRecord(b"x", [("other", b"1")], 2, 13, key=b"who@tmpmail.test"),
         _record("bob@tmpmail.test", 14),
     ]
     out = await store_raw_batch(
@@ -85,6 +85,8 @@ async def test_stores_known_and_drops_unknown_with_reasons() -> None:
     assert {k for k, _ in out.deliveries} == {"bob@tmpmail.test"}
     reasons = {(d.reason, d.source_offset) for _, d in out.dropped}
     assert reasons == {("unknown_mailbox", 11), ("expired_mailbox", 12), ("bad_envelope", 13)}
+    # Without an envelope, the drop keeps the record's own key so it can be traced.
+    assert ("who@tmpmail.test", "bad_envelope") in {(k, d.reason) for k, d in out.dropped}
     stored = store.batches[0][0]
     assert stored.raw == records[0].value and stored.subject == "hi"
     assert stored.expires_at == NOW + TTL
