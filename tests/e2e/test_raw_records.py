@@ -76,7 +76,9 @@ async def test_a_record_without_a_readable_envelope_is_dropped_with_its_reason(
                 )
             ],
         )
-        _key, value = await asyncio.to_thread(tail.wait_for, lambda k, v: k == marker.encode(), 60.0)
+        _key, value = await asyncio.to_thread(
+            tail.wait_for, lambda k, v: k == marker.encode(), 60.0
+        )
     finally:
         tail.close()
     dropped = DroppedMail.from_bytes(value)
