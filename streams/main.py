@@ -25,6 +25,7 @@ class _Worker(faust.Worker):
 
     def __init__(self, *args: object, store: MailStore, settings: Settings, **kw: object) -> None:
         super().__init__(*args, **kw)  # type: ignore[arg-type]
+        self.spinner = None  # a terminal spinner only writes escape codes into our log
         self._store = store
         self._settings = settings
 
