@@ -62,9 +62,12 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _topics(args: argparse.Namespace, settings: Settings) -> int:
-    from bus.admin import ensure_topics
+    from bus.admin import TopicError, ensure_topics
 
-    ensure_topics(settings)
+    try:
+        ensure_topics(settings)
+    except TopicError as exc:
+        raise LaunchError(str(exc)) from exc
     print(f"tmpmail: topics ready on {settings.kafka_bootstrap}")
     return 0
 
@@ -106,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, what in (
         ("ingest", _ingest, "the SMTP server"),
         ("streams", _streams, "the Faust stream processor"),
-        ("api", _api, "the HTTP API and web page"),
+        ("api", _api, "the HTTP API and live events"),
     ):
         sub.add_parser(name, help=f"run {what} in the foreground").set_defaults(func=func)
     sub.add_parser("topics", help="create the Kafka topics and exit").set_defaults(func=_topics)
