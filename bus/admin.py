@@ -25,8 +25,15 @@ def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
     co-partitioning, so it is an error that names the topic.
     """
     specs = topic_specs(settings)
-    admin = AdminClient(client_config(settings))
-    existing = admin.list_topics(timeout=timeout_s).topics
+    # librdkafka would log every failed connection attempt; the error we raise says it once.
+    admin = AdminClient(client_config(settings, log_level=0))
+    try:
+        existing = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise TopicError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap} ({exc.args[0].str()}): "
+            "start it with `tmpmail up`, or set TMPMAIL_KAFKA_BOOTSTRAP"
+        ) from exc
     missing = [spec for spec in specs if spec.name not in existing]
     created: list[str] = []
     if missing:
