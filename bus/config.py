@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from schemas.settings import Settings
@@ -11,7 +12,12 @@ RECORD_OVERHEAD = 1024 * 1024
 
 
 def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
-    return {"bootstrap.servers": settings.kafka_bootstrap, **extra}
+    """Base config; librdkafka's own log lines go through Python logging, in our format."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "logger": logging.getLogger("librdkafka"),
+        **extra,
+    }
 
 
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
