@@ -116,12 +116,23 @@ def make_mail(
     return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
 
 
-def send_mail(settings: Settings, to: str, subject: str, body: str = "hello") -> dict[str, Any]:
-    """Send one mail with smtplib; returns smtplib's refused-recipients dict."""
+def send_raw(
+    settings: Settings,
+    to: str,
+    data: bytes,
+    sender: str = "sender@example.org",
+    timeout_s: float = 60,
+) -> dict[str, Any]:
+    """Send exact bytes with smtplib; returns smtplib's refused-recipients dict."""
     with smtplib.SMTP(
-        settings.smtp_host, settings.smtp_port, local_hostname="client.test", timeout=30
+        settings.smtp_host, settings.smtp_port, local_hostname="client.test", timeout=timeout_s
     ) as smtp:
-        return smtp.sendmail("sender@example.org", [to], make_mail(to, subject, body))
+        return smtp.sendmail(sender, [to], data)
+
+
+def send_mail(settings: Settings, to: str, subject: str, body: str = "hello") -> dict[str, Any]:
+    """Send one small, well-formed mail with smtplib."""
+    return send_raw(settings, to, make_mail(to, subject, body))
 
 
 def send_with_swaks(settings: Settings, to: str, subject: str) -> subprocess.CompletedProcess[str]:

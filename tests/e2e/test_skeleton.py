@@ -22,6 +22,7 @@ from tests.e2e.helpers import (
     create_mailbox,
     open_events,
     send_mail,
+    send_raw,
     send_with_swaks,
 )
 
@@ -229,18 +230,12 @@ async def test_ten_mib_mail_goes_through_and_larger_is_refused_552(
     mail = head + body
     assert stack.max_message_bytes - 8192 < len(mail) <= stack.max_message_bytes
 
-    def send(data: bytes) -> dict:
-        with smtplib.SMTP(
-            stack.smtp_host, stack.smtp_port, local_hostname="client.test", timeout=120
-        ) as smtp:
-            return smtp.sendmail("big@example.org", [box.address], data)
-
-    assert await asyncio.to_thread(send, mail) == {}
+    assert await asyncio.to_thread(send_raw, stack, box.address, mail, "big@example.org", 120) == {}
     listed = await _wait_listed(client, box.token, subject, timeout_s=60)
     assert listed["size"] > len(mail)  # our Received: line is prepended to the exact bytes
 
     with pytest.raises(smtplib.SMTPException) as exc:
-        await asyncio.to_thread(send, mail + line * 8)
+        await asyncio.to_thread(send_raw, stack, box.address, mail + line * 8)
     code = getattr(exc.value, "smtp_code", None)
     assert code == 552, exc.value
 
@@ -258,13 +253,9 @@ async def test_malformed_corpus_mail_is_stored_with_its_parse_errors(
         if any(len(line) > 998 for line in data.split(b"\r\n")):
             continue  # SMTP caps lines at 1000 bytes; such files are not valid on the wire
 
-        def send(payload: bytes = data) -> dict:
-            with smtplib.SMTP(
-                stack.smtp_host, stack.smtp_port, local_hostname="client.test", timeout=60
-            ) as smtp:
-                return smtp.sendmail("corpus@example.org", [box.address], payload)
-
-        assert await asyncio.to_thread(send) == {}
+        assert (
+            await asyncio.to_thread(send_raw, stack, box.address, data, "corpus@example.org") == {}
+        )
         sent += 1
     assert sent >= 5
     async with asyncio.timeout(60):
