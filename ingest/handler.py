@@ -10,6 +10,7 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
+from bus import AsyncProducer
 from ingest import policy
 from schemas.records import RawMailEnvelope, new_ingest_id, utcnow
 from schemas.topics import RAW_MAIL_TOPIC
@@ -25,22 +26,19 @@ class RawMailSink(Protocol):
 class KafkaRawMailSink:
     """Publishes raw-mail records, keyed by normalised recipient, and waits for every ack."""
 
-    def __init__(self, producer: Any, timeout_s: float) -> None:
+    def __init__(self, producer: AsyncProducer, timeout_s: float) -> None:
         self._producer = producer
         self._timeout_s = timeout_s
 
     async def publish(self, records: list[tuple[RawMailEnvelope, bytes]]) -> None:
-        sends = [
-            self._producer.send(
-                RAW_MAIL_TOPIC,
-                key=envelope.mailbox_key.encode("utf-8"),
-                value=value,
-                headers=envelope.to_headers(),
-            )
-            for envelope, value in records
-        ]
         async with asyncio.timeout(self._timeout_s):
-            await asyncio.gather(*sends)
+            await self._producer.send_many(
+                RAW_MAIL_TOPIC,
+                [
+                    (envelope.mailbox_key.encode("utf-8"), value, envelope.to_headers())
+                    for envelope, value in records
+                ],
+            )
 
 
 class RawMailHandler:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from email.utils import format_datetime
 
-from schemas.keys import AddressError, normalise_address, normalise_domain
+from schemas.keys import AddressError, normalise_address
 
 OK_QUEUED = "250 2.0.0 OK: queued as {ingest_id}"
 OK_RCPT = "250 2.1.5 Recipient OK"
@@ -36,13 +36,6 @@ def check_recipient(address: str, domains: list[str], accepted_so_far: int) -> s
     if domain not in domains:
         return REFUSED_DOMAIN.format(domain=_printable(address.rpartition("@")[2]))
     return None
-
-
-def is_served_domain(domain: str, domains: list[str]) -> bool:
-    try:
-        return normalise_domain(domain) in domains
-    except AddressError:
-        return False
 
 
 def received_header(

@@ -13,8 +13,6 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-USERNAME_PATTERN = r"^[a-z0-9](?:[a-z0-9._-]{1,62})[a-z0-9]$"
-
 
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["unauthorized"])
