@@ -19,10 +19,9 @@ from api.errors import install_error_handlers
 from api.hub import LiveHub
 from api.routes import health_router, router
 from bus import AsyncProducer, BroadcastConsumer, client_config, producer_config
-from schemas.keys import key_bytes
 from schemas.records import DeliveryEvent, MailboxLifecycleEvent, RecordError
 from schemas.settings import Settings
-from schemas.topics import DELIVERY_TOPIC, MAILBOX_LIFECYCLE_TOPIC
+from schemas.topics import DELIVERY_TOPIC, mailbox_lifecycle_topic
 from store import create_store
 
 log = logging.getLogger("tmpmail.api")
@@ -33,9 +32,7 @@ class KafkaLifecyclePublisher:
         self._producer = producer
 
     async def publish_lifecycle(self, event: MailboxLifecycleEvent) -> None:
-        await self._producer.send(
-            MAILBOX_LIFECYCLE_TOPIC, key=key_bytes(event.address), value=event.to_bytes()
-        )
+        await self._producer.publish(mailbox_lifecycle_topic, event)
 
 
 def create_app(settings: Settings) -> FastAPI:

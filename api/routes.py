@@ -23,7 +23,7 @@ from schemas.api import (
     encode_cursor,
 )
 from schemas.records import DeliveryEvent, utcnow
-from store import MessageSummary, StoreError
+from store import StoredMessage, StoreError
 
 router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
 health_router = APIRouter()
@@ -143,22 +143,12 @@ async def live_events(
     return EventSourceResponse(stream(), ping=SSE_PING_S, headers={"Cache-Control": "no-store"})
 
 
-def _message_event(message: MessageSummary) -> ServerSentEvent:
+def _message_event(message: StoredMessage) -> ServerSentEvent:
     return _sse(LiveMessage.model_validate(message))
 
 
 def _delivery_event(event: DeliveryEvent) -> ServerSentEvent:
-    return _sse(
-        LiveMessage(
-            id=event.message_id,
-            seq=event.seq,
-            sender=event.sender,
-            subject=event.subject,
-            preview=event.preview,
-            size=event.size,
-            received_at=event.received_at,
-        )
-    )
+    return _sse(LiveMessage.from_delivery(event))
 
 
 def _sse(message: LiveMessage) -> ServerSentEvent:

@@ -20,7 +20,7 @@ from schemas.api import MessageSummaryPublic
 from schemas.keys import AddressError, normalise_address
 from schemas.records import MailboxLifecycleEvent
 from schemas.settings import Settings
-from store import Mailbox, MailStore, MessageSummary
+from store import Mailbox, MailStore, StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -225,13 +225,13 @@ async def authenticate(store: MailStore, token: str, now: datetime) -> Mailbox |
     return mailbox
 
 
-def summary_public(message: MessageSummary) -> MessageSummaryPublic:
+def summary_public(message: StoredMessage) -> MessageSummaryPublic:
     return MessageSummaryPublic.model_validate(message)
 
 
 async def list_page(
     store: MailStore, mailbox: Mailbox, *, limit: int, before_seq: int | None
-) -> tuple[list[MessageSummary], int | None]:
+) -> tuple[list[StoredMessage], int | None]:
     """One page, newest first, and the seq to continue before (``None`` on the last page)."""
     rows = await store.list_messages(mailbox.address, limit=limit + 1, before_seq=before_seq)
     page = rows[:limit]
@@ -239,7 +239,7 @@ async def list_page(
     return page, (page[-1].seq if more and page else None)
 
 
-async def get_message(store: MailStore, mailbox: Mailbox, message_id: str) -> MessageSummary:
+async def get_message(store: MailStore, mailbox: Mailbox, message_id: str) -> StoredMessage:
     message = await store.get_message(mailbox.address, message_id)
     if message is None:
         raise NotFound("no such message")

@@ -7,9 +7,6 @@ from typing import Any
 
 from schemas.settings import Settings
 
-#: Extra room over the largest mail for our Received: line and the envelope header.
-RECORD_OVERHEAD = 1024 * 1024
-
 
 def client_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     """Base config; librdkafka's own log lines go through Python logging, in our format."""
@@ -33,7 +30,7 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 1,
-            "message.max.bytes": settings.max_message_bytes + RECORD_OVERHEAD,
+            "message.max.bytes": settings.max_record_bytes,
             "message.timeout.ms": int(settings.produce_timeout_s * 1000),
             "queue.buffering.max.kbytes": 256 * 1024,
             **extra,

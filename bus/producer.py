@@ -13,13 +13,17 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, Message, Producer
+
+from schemas.records import Record
+from schemas.topics import TopicBinding
 
 log = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, bytes]]
+R = TypeVar("R", bound=Record)
 
 
 class ProduceError(RuntimeError):
@@ -99,13 +103,26 @@ class AsyncProducer:
             raise ProduceError("local produce queue stayed full")
         return await future
 
-    async def send_many(
-        self, topic: str, records: Sequence[tuple[bytes | None, bytes, Headers | None]]
+    async def publish(
+        self,
+        topic: TopicBinding[R],
+        record: R,
+        *,
+        body: bytes | None = None,
+        key: bytes | None = None,
+    ) -> Ack:
+        """Publish one wire record on its topic (see :meth:`TopicBinding.encode`) and
+        wait for the broker's acknowledgement. Every process publishes through this."""
+        record_key, value, headers = topic.encode(record, body=body, key=key)
+        return await self.send(topic.name, key=record_key, value=value, headers=headers)
+
+    async def publish_many(
+        self, topic: TopicBinding[R], records: Sequence[tuple[R, bytes | None]]
     ) -> list[Ack]:
-        """Produce several records and wait for every ack (raises the first failure)."""
+        """Publish ``(record, body)`` pairs and wait for every ack (raises the first failure)."""
         return list(
             await asyncio.gather(
-                *(self.send(topic, key=k, value=v, headers=h) for k, v, h in records)
+                *(self.publish(topic, record, body=body) for record, body in records)
             )
         )
 

@@ -47,10 +47,14 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _streams(args: argparse.Namespace, settings: Settings) -> int:
+    from bus.admin import TopicError
     from streams.main import run
 
     settings.run_dir.mkdir(parents=True, exist_ok=True)
-    run(settings)
+    try:
+        run(settings)
+    except TopicError as exc:  # Kafka unreachable: say so in one line, not a traceback
+        raise LaunchError(str(exc)) from exc
     return 0
 
 

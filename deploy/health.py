@@ -5,7 +5,9 @@ They implement the services' readiness contracts:
 * ingest answers ``EHLO`` on ``smtp_host:smtp_port``;
 * streams has written ``<run>/streams.ready`` (JSON with its pid) and not removed it;
 * api answers ``GET /readyz`` with 200;
-* Kafka and the FerretDB stand-in accept TCP connections.
+* Kafka answers a metadata request that lists a registered broker (an open port is not
+  enough: a broker still starting accepts connections before it can create topics);
+* the FerretDB stand-in accepts TCP connections.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import socket
 import urllib.error
 import urllib.request
 
+from bus.admin import broker_registered
 from deploy.procs import proc_info
 from schemas.settings import Settings
 
@@ -33,6 +36,14 @@ def tcp_ready(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def kafka_ready(settings: Settings) -> bool:
+    """The first bootstrap server accepts TCP, then answers metadata with a broker listed."""
+    host = settings.kafka_bootstrap.split(",")[0].strip().rpartition(":")[0].strip("[]")
+    if not tcp_ready(host, settings.kafka_port):
+        return False
+    return broker_registered(settings, PROBE_TIMEOUT_S)
 
 
 def smtp_ready(settings: Settings) -> bool:
@@ -65,7 +76,7 @@ def api_ready(settings: Settings) -> bool:
 def streams_ready_pid(settings: Settings) -> int | None:
     """The pid written in the streams ready file, or None if it is absent or unreadable."""
     try:
-        record = json.loads((settings.run_dir / "streams.ready").read_text())
+        record = json.loads(settings.streams_ready_file.read_text())
         return int(record["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None

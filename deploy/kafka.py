@@ -54,8 +54,8 @@ def server_properties(settings: Settings) -> dict[str, str]:
         "share.coordinator.state.topic.min.isr": one,
         "group.initial.rebalance.delay.ms": "0",
         # Mail up to max_message_bytes plus our envelope must fit in one record.
-        "message.max.bytes": str(settings.max_message_bytes + 2 * 1024 * 1024),
-        "replica.fetch.max.bytes": str(settings.max_message_bytes + 2 * 1024 * 1024),
+        "message.max.bytes": str(settings.max_record_bytes),
+        "replica.fetch.max.bytes": str(settings.max_record_bytes),
     }
 
 

@@ -322,7 +322,7 @@ class Launcher:
         from bus.admin import ensure_topics
 
         try:
-            ensure_topics(self.settings)
+            ensure_topics(self.settings, timeout_s=TOPICS_TIMEOUT_S)
         except Exception as exc:
             raise LaunchError(
                 f"creating the Kafka topics failed: {exc}\n"
@@ -349,7 +349,7 @@ class Launcher:
     def probe(self, name: str, pid: int | None) -> bool:
         settings = self.settings
         if name == "kafka":
-            return health.tcp_ready(kafka.LISTEN_HOST, settings.kafka_port)
+            return health.kafka_ready(settings)
         if name == "ferretdb":
             return health.tcp_ready("127.0.0.1", settings.mongo_port)
         if name == "streams":
@@ -460,7 +460,7 @@ class Launcher:
         """Once everything has stopped: no launcher, no plan, no stale ready file."""
         self.pid_file(LAUNCHER).remove()
         self.stack_file.unlink(missing_ok=True)
-        (self.settings.run_dir / "streams.ready").unlink(missing_ok=True)
+        self.settings.streams_ready_file.unlink(missing_ok=True)
 
     def _ports_released(self, plan: Plan) -> bool:
         def all_free() -> bool:

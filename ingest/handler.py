@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from bus import AsyncProducer
 from ingest import policy
 from schemas.records import RawMailEnvelope, new_ingest_id, utcnow
-from schemas.topics import RAW_MAIL_TOPIC
+from schemas.topics import raw_mail_topic
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +32,7 @@ class KafkaRawMailSink:
 
     async def publish(self, records: list[tuple[RawMailEnvelope, bytes]]) -> None:
         async with asyncio.timeout(self._timeout_s):
-            await self._producer.send_many(
-                RAW_MAIL_TOPIC,
-                [
-                    (envelope.mailbox_key.encode("utf-8"), value, envelope.to_headers())
-                    for envelope, value in records
-                ],
-            )
+            await self._producer.publish_many(raw_mail_topic, records)
 
 
 class RawMailHandler:

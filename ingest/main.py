@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
 
 from aiosmtpd.smtp import SMTP
 
 from bus import AsyncProducer, producer_config
 from ingest.handler import KafkaRawMailSink, RawMailHandler
 from schemas.logs import configure_logging
+from schemas.runtime import loop_factory
 from schemas.settings import Settings
 
 log = logging.getLogger("tmpmail.ingest")
@@ -76,13 +76,5 @@ def run(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
         await serve(settings, stop)
 
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(main())
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop

@@ -13,6 +13,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.mail import MailSummary
+from schemas.records import DeliveryEvent
+
 
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["unauthorized"])
@@ -52,18 +55,20 @@ class MailboxCreated(MailboxPublic):
     token: str = Field(description="Bearer token for this mailbox; also set as a cookie.")
 
 
-class LiveMessage(BaseModel):
-    """The data of a ``message`` event on ``GET /api/events`` (its ``id:`` is ``seq``)."""
+class LiveMessage(MailSummary):
+    """The data of a ``message`` event on ``GET /api/events`` (its ``id:`` is ``seq``):
+    the message's :class:`~schemas.mail.MailSummary` with its identity."""
 
     model_config = ConfigDict(from_attributes=True)
 
     id: str
     seq: int
-    sender: str
-    subject: str
-    preview: str
     size: int
     received_at: datetime
+
+    @classmethod
+    def from_delivery(cls, event: DeliveryEvent) -> LiveMessage:
+        return cls.model_validate({**dict(event), "id": event.message_id})
 
 
 class MessageSummaryPublic(LiveMessage):
@@ -71,7 +76,6 @@ class MessageSummaryPublic(LiveMessage):
 
     expires_at: datetime
     seen: bool = False
-    parse_errors: list[str] = Field(default_factory=list)
 
 
 class MessageList(BaseModel):

@@ -9,6 +9,17 @@
 
 Consumers validate every record with ``Model.from_bytes``; a record that fails raises
 :class:`RecordError` with the reason, to be recorded and never silently skipped.
+
+**Evolving a record.** Topics keep old records for days (raw mail for 8), so a record
+type changes only in ways both sides can take:
+
+* a new field is optional, with a default: old records still validate;
+* readers ignore fields they do not know (``extra="ignore"``): a newer writer's records
+  still validate under older code;
+* anything else (a field removed, renamed or retyped, a new meaning) is a new record
+  version in a new topic (``.v2``), and both topics are read until the old one drains.
+
+Topics, keys and the record type of each are bound in :mod:`schemas.topics`.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from schemas.keys import normalise_address
+from schemas.mail import MailSummary
 
 ENVELOPE_HEADER = "tmpmail-envelope"
 
@@ -51,7 +63,9 @@ def message_id_for(ingest_id: str, recipient: str) -> str:
     return digest.hexdigest()
 
 
-class _Record(BaseModel):
+class Record(BaseModel):
+    """A versioned wire record: JSON bytes, validated on the way in."""
+
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     def to_bytes(self) -> bytes:
@@ -67,7 +81,7 @@ class _Record(BaseModel):
             raise RecordError(f"{cls.__name__}: {exc.errors()[0]['msg']}") from None
 
 
-class RawMailEnvelope(_Record):
+class RawMailEnvelope(Record):
     """The SMTP envelope of one raw-mail record (one record per accepted recipient)."""
 
     v: Literal[1] = 1
@@ -92,9 +106,6 @@ class RawMailEnvelope(_Record):
     def message_id(self) -> str:
         return message_id_for(self.ingest_id, self.recipient)
 
-    def to_headers(self) -> list[tuple[str, bytes]]:
-        return [(ENVELOPE_HEADER, self.to_bytes())]
-
     @classmethod
     def from_headers(
         cls, headers: list[tuple[str, bytes]] | dict[str, bytes] | None
@@ -109,7 +120,7 @@ class RawMailEnvelope(_Record):
 LifecycleKind = Literal["created", "extended", "deleted"]
 
 
-class MailboxLifecycleEvent(_Record):
+class MailboxLifecycleEvent(Record):
     """A change to one mailbox, keyed by its address; the streams table is built from these."""
 
     v: Literal[1] = 1
@@ -121,24 +132,24 @@ class MailboxLifecycleEvent(_Record):
     at: datetime = Field(default_factory=utcnow)
 
 
-class DeliveryEvent(_Record):
-    """A compact notice that one message was stored, for live push (keyed by address)."""
+class DeliveryEvent(Record, MailSummary):
+    """A compact notice that one message was stored, for live push (keyed by address).
+
+    It carries the message's :class:`~schemas.mail.MailSummary`, whatever fields that has.
+    """
 
     v: Literal[1] = 1
     address: str
     message_id: str
     seq: int = Field(ge=1)
-    sender: str = ""
-    subject: str = ""
-    preview: str = ""
     size: int = 0
     received_at: datetime
 
 
-DropReason = Literal["unknown_mailbox", "expired_mailbox", "bad_envelope"]
+DropReason = Literal["unknown_mailbox", "expired_mailbox", "predates_mailbox", "bad_envelope"]
 
 
-class DroppedMail(_Record):
+class DroppedMail(Record):
     """Mail that was not stored, and why. Published to ``tmpmail.dropped-mail.v1``."""
 
     v: Literal[1] = 1

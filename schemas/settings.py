@@ -23,6 +23,9 @@ _CHECKOUT = Path(__file__).resolve().parent.parent
 DEFAULT_DOMAINS = ("tmpmail.test", "quickbox.test", "burner.test")
 
 MIB = 1024 * 1024
+#: Room over the largest mail in one Kafka record, for our ``Received:`` line and the
+#: envelope header. Producers, topics and the broker all allow ``max_record_bytes``.
+RECORD_OVERHEAD = MIB
 
 
 class Settings(BaseSettings):
@@ -126,6 +129,12 @@ class Settings(BaseSettings):
             self.sqlite_path = self.state_dir / "data" / "tmpmail.sqlite3"
         if self.smtp_port == self.http_port and self.smtp_host == self.http_host:
             raise ValueError("TMPMAIL_SMTP_PORT and TMPMAIL_HTTP_PORT must differ")
+        if self.message_ttl_days > self.mailbox_ttl_days + self.mailbox_cooldown_days:
+            raise ValueError(
+                "TMPMAIL_MESSAGE_TTL_DAYS must not exceed TMPMAIL_MAILBOX_TTL_DAYS + "
+                "TMPMAIL_MAILBOX_COOLDOWN_DAYS: mail would outlive the hold on its address, "
+                "into the next owner's mailbox"
+            )
         return self
 
     # --- derived values -----------------------------------------------------------------
@@ -152,6 +161,16 @@ class Settings(BaseSettings):
     @property
     def raw_mail_retention_ms(self) -> int:
         return int(self.raw_mail_retention_days * 86_400_000)
+
+    @property
+    def max_record_bytes(self) -> int:
+        """The largest Kafka record: the largest mail plus :data:`RECORD_OVERHEAD`."""
+        return self.max_message_bytes + RECORD_OVERHEAD
+
+    @property
+    def streams_ready_file(self) -> Path:
+        """Written by streams once it has its partitions and its table (see deploy.health)."""
+        return self.run_dir / "streams.ready"
 
     @property
     def log_dir(self) -> Path:

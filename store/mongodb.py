@@ -9,6 +9,10 @@ idempotent by unique indexes instead:
 * ``message_chunks``: ``_id`` = ``"<message id>:<n>"``, unique ``(message_id, n)``; each
   chunk carries its message's ``expires_at``, so a purge finds orphans too.
 * ``tombstones``: ``_id`` = message id.
+* ``meta``: ``{"_id": "schema", "version": n}``, and the migration lease while one runs.
+
+A message document holds the :class:`~schemas.mail.MailSummary` fields beside its own;
+they are written and read generically, so a new summary field needs no change here.
 
 TTL indexes on ``messages.expires_at`` and ``tombstones.expires_at`` are created when the
 server has them; FerretDB answers NotImplemented (238), which is logged and left to
@@ -25,9 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, InsertOne, ReturnDocument
@@ -35,21 +41,33 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
+from schemas.mail import summary_fields
 from store._common import split_chunks, to_ms, utc_ms
 from store.port import (
     Mailbox,
-    MessageSummary,
     NewMessage,
     PurgeCounts,
+    StoredMessage,
     StoreError,
     WriteResult,
     WriteStatus,
 )
+from store.rules import MessageFacts, address_is_free, decide_write, take_over_seq
 
 log = logging.getLogger(__name__)
 
 Doc = dict[str, Any]
 DUPLICATE_KEY = 11000
+
+#: The schema version this code writes; :data:`MIGRATIONS` brings older stores to it.
+SCHEMA_VERSION = 1
+#: How long a migration lease lasts (a crashed migrator's lease is taken over after it),
+#: and how long an opener waits for another process's migration.
+LEASE_S = 60.0
+LEASE_WAIT_S = 120.0
+_SCHEMA_ID = "schema"
+_LEASE_ID = "migration-lease"
+_TAKE_OVER_ATTEMPTS = 3
 
 
 @contextmanager
@@ -83,8 +101,8 @@ class MongoStore:
             appname="tmpmail",
         )
         try:
-            with _driver_errors("creating indexes"):
-                await self._create_indexes()
+            with _driver_errors("opening the schema"):
+                await self._migrate()
         except BaseException:
             await self.close()
             raise
@@ -107,35 +125,50 @@ class MongoStore:
     async def create_mailbox(self, mailbox: Mailbox, now: datetime) -> bool:
         """Insert ``mailbox``, or take over a record past its ``purge_after``.
 
-        A token hash that another mailbox holds makes this return False (it does not
-        raise). On a take-over the old record's ``last_seq`` is kept, so sequence numbers
-        never repeat, and the old owner's leftover messages are deleted.
+        Without transactions, the take-over replaces the old record only if its counter
+        has not moved since it was read (compare-and-set, retried a few times), then
+        deletes every message received before the new record was created.
         """
-        doc = _mailbox_doc(mailbox)
         with _driver_errors("create_mailbox"):
-            try:
-                await self._mailboxes.insert_one(doc)
-                return True
-            except DuplicateKeyError:
-                pass  # the address or the token hash is taken: see whether it is free again
-            # FerretDB reports a unique-index clash in findAndModify as InternalError, not
-            # 11000: look for a token clash first (MongoDB still answers 11000 in a race).
-            holder = await self._mailboxes.find_one({"token_hash": mailbox.token_hash})
-            if holder is not None and holder["_id"] != mailbox.address:
-                return False
-            fields = {k: v for k, v in doc.items() if k not in ("_id", "last_seq")}
-            try:
-                old = await self._mailboxes.find_one_and_update(
-                    {"_id": mailbox.address, "purge_after": {"$lte": utc_ms(now)}},
-                    {"$set": fields},
-                    return_document=ReturnDocument.BEFORE,
+            for _attempt in range(_TAKE_OVER_ATTEMPTS):
+                held = await self._mailboxes.find_one(
+                    {"_id": mailbox.address}, projection={"purge_after": 1, "last_seq": 1}
                 )
-            except DuplicateKeyError:
-                return False  # the token hash belongs to another mailbox
-            if old is None:
-                return False
-            await self._delete_messages_up_to(mailbox.address, old.get("last_seq", 0))
-            return True
+                if not address_is_free(None if held is None else held["purge_after"], now):
+                    return False
+                holder = await self._mailboxes.find_one(
+                    {"token_hash": mailbox.token_hash}, projection={"_id": 1}
+                )
+                if holder is not None and holder["_id"] != mailbox.address:
+                    return False
+                old_seq = None if held is None else held.get("last_seq", 0)
+                doc = _mailbox_doc(mailbox)
+                doc["last_seq"] = take_over_seq(
+                    old_seq, await self._highest_seq(mailbox.address), mailbox.last_seq
+                )
+                if held is None:
+                    try:
+                        await self._mailboxes.insert_one(doc)
+                    except DuplicateKeyError:
+                        continue  # created meanwhile, or the token clashed: look again
+                else:
+                    fields = {k: v for k, v in doc.items() if k != "_id"}
+                    try:
+                        replaced = await self._mailboxes.find_one_and_update(
+                            {
+                                "_id": mailbox.address,
+                                "purge_after": held["purge_after"],
+                                "last_seq": old_seq,
+                            },
+                            {"$set": fields},
+                        )
+                    except DuplicateKeyError:
+                        return False  # the token hash was taken meanwhile
+                    if replaced is None:
+                        continue  # the record changed since it was read: look again
+                await self._delete_received_before(mailbox.address, utc_ms(mailbox.created_at))
+                return True
+        return False
 
     async def get_mailbox(self, address: str) -> Mailbox | None:
         with _driver_errors("get_mailbox"):
@@ -149,13 +182,13 @@ class MongoStore:
 
     # --- messages -------------------------------------------------------------------------
     async def store_messages(self, batch: Sequence[NewMessage], now: datetime) -> list[WriteResult]:
-        """Look up what exists, allocate seqs per mailbox, then bulk-insert chunks and messages.
+        """Gather the facts for the whole batch, decide each message with the one rule,
+        allocate seqs per mailbox, then bulk-insert chunks and messages.
 
         Chunks go first, so a visible message always has its raw bytes.
         """
         if not batch:
             return []
-        now_ms = to_ms(now)
         for message in batch:  # refuse naive datetimes before anything is written
             to_ms(message.received_at)
             to_ms(message.expires_at)
@@ -163,43 +196,49 @@ class MongoStore:
             ids = list(dict.fromkeys(message.id for message in batch))
             stored = await self._seqs_of(ids)
             tombstoned = await self._tombstoned([i for i in ids if i not in stored])
+            created = await self._created_at({message.address for message in batch})
 
-            # First occurrence of each new id that may be written, grouped by mailbox.
+            # First occurrence of each id, decided; new ones grouped by mailbox.
             decided: dict[str, WriteResult] = {}
             new_by_address: dict[str, list[NewMessage]] = {}
             for message in batch:
-                if message.id in decided or message.id in stored:
+                if message.id in decided:
                     continue
-                if message.id in tombstoned:
-                    decided[message.id] = _result(message, "tombstoned")
-                elif to_ms(message.expires_at) <= now_ms:
-                    decided[message.id] = _result(message, "expired")
-                else:
+                facts = MessageFacts(
+                    existing_seq=stored.get(message.id),
+                    tombstoned=message.id in tombstoned,
+                    mailbox_created_at=created.get(message.address),
+                )
+                status = decide_write(message, facts, now)
+                decided[message.id] = _result(message, status, facts.existing_seq)
+                if status == "inserted":
                     decided[message.id] = _result(message, "no_mailbox")  # until a seq is set
                     new_by_address.setdefault(message.address, []).append(message)
 
             seqs = await self._allocate_seqs(new_by_address)
             to_write = [m for group in new_by_address.values() for m in group if m.id in seqs]
             await self._insert_chunks(to_write)
-            stored |= await self._insert_messages(to_write, seqs)
+            raced = await self._insert_messages(to_write, seqs)
             for message in to_write:
-                if message.id not in stored:
+                if message.id in raced:  # another writer stored it meanwhile
+                    decided[message.id] = _result(message, "existing", raced[message.id])
+                else:
                     decided[message.id] = _result(message, "inserted", seqs[message.id])
 
         results = []
+        seen: set[str] = set()
         for message in batch:
-            if message.id in stored:
-                results.append(_result(message, "existing", stored[message.id]))
+            first = decided[message.id]
+            if message.id in seen and first.status == "inserted":
+                results.append(_result(message, "existing", first.seq))
             else:
-                first = decided[message.id]
                 results.append(first)
-                if first.status == "inserted":  # a duplicate later in the batch is existing
-                    stored[message.id] = first.seq or 0
+            seen.add(message.id)
         return results
 
     async def list_messages(
         self, address: str, *, limit: int, before_seq: int | None = None
-    ) -> list[MessageSummary]:
+    ) -> list[StoredMessage]:
         query: Doc = {"address": address}
         if before_seq is not None:
             query["seq"] = {"$lt": before_seq}
@@ -207,15 +246,15 @@ class MongoStore:
 
     async def list_messages_after(
         self, address: str, after_seq: int, *, limit: int
-    ) -> list[MessageSummary]:
+    ) -> list[StoredMessage]:
         return await self._summaries(
             {"address": address, "seq": {"$gt": after_seq}}, ASCENDING, limit
         )
 
-    async def get_message(self, address: str, message_id: str) -> MessageSummary | None:
+    async def get_message(self, address: str, message_id: str) -> StoredMessage | None:
         with _driver_errors("get_message"):
             doc = await self._messages.find_one({"_id": message_id, "address": address})
-        return None if doc is None else _summary(doc)
+        return None if doc is None else _stored(doc)
 
     async def get_raw(self, address: str, message_id: str) -> bytes | None:
         with _driver_errors("get_raw"):
@@ -252,11 +291,12 @@ class MongoStore:
         expired = {"$lte": utc_ms(now)}
         with _driver_errors("purge_expired"):
             messages = await self._messages.delete_many({"expires_at": expired})
-            await self._chunks.delete_many({"expires_at": expired})
+            chunks = await self._chunks.delete_many({"expires_at": expired})
             tombstones = await self._tombstones.delete_many({"expires_at": expired})
             mailboxes = await self._mailboxes.delete_many({"purge_after": expired})
         return PurgeCounts(
             messages=messages.deleted_count,
+            chunks=chunks.deleted_count,
             tombstones=tombstones.deleted_count,
             mailboxes=mailboxes.deleted_count,
         )
@@ -284,7 +324,66 @@ class MongoStore:
     def _tombstones(self) -> AsyncCollection[Doc]:
         return self._db["tombstones"]
 
-    async def _create_indexes(self) -> None:
+    @property
+    def _meta(self) -> AsyncCollection[Doc]:
+        return self._db["meta"]
+
+    async def _migrate(self) -> None:
+        """Bring the schema to :data:`SCHEMA_VERSION` under a lease, so that processes
+        opening the store at once migrate it once."""
+        recorded = await self._meta.find_one({"_id": _SCHEMA_ID})
+        if recorded is not None and recorded.get("version") == SCHEMA_VERSION:
+            return
+        owner = secrets.token_hex(8)
+        await self._acquire_lease(owner)
+        try:
+            version = await self._schema_version()
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the store's schema is version {version}, newer than this code's "
+                    f"{SCHEMA_VERSION}: run the tmpmail release that wrote it, or a newer one"
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                await MIGRATIONS[target - 1](self)
+                await self._record_version(target)
+                log.info("MongoDB store migrated to schema version %d", target)
+            await self._record_version(SCHEMA_VERSION)
+        finally:
+            await self._meta.delete_one({"_id": _LEASE_ID, "owner": owner})
+
+    async def _record_version(self, version: int) -> None:
+        await self._meta.update_one(
+            {"_id": _SCHEMA_ID}, {"$set": {"version": version}}, upsert=True
+        )
+
+    async def _schema_version(self) -> int:
+        """The recorded version; a database written before versions were recorded is 1."""
+        doc = await self._meta.find_one({"_id": _SCHEMA_ID})
+        if doc is not None:
+            return int(doc["version"])
+        names = set(await self._db.list_collection_names())
+        return 1 if names & {"mailboxes", "messages"} else 0
+
+    async def _acquire_lease(self, owner: str) -> None:
+        deadline = time.monotonic() + LEASE_WAIT_S
+        while True:
+            now = datetime.now(UTC)
+            lease = {"_id": _LEASE_ID, "owner": owner, "until": now + timedelta(seconds=LEASE_S)}
+            try:
+                await self._meta.insert_one(lease)
+                return
+            except DuplicateKeyError:
+                # Held by another process; a lease past its time belonged to one that died.
+                await self._meta.delete_one({"_id": _LEASE_ID, "until": {"$lt": now}})
+            if time.monotonic() >= deadline:
+                raise StoreError(
+                    f"another process has been migrating the MongoDB store for over "
+                    f"{LEASE_WAIT_S:.0f}s; if none is, delete the '{_LEASE_ID}' document "
+                    "from the meta collection"
+                )
+            await asyncio.sleep(0.2)
+
+    async def _create_v1_indexes(self) -> None:
         await self._mailboxes.create_index("token_hash", unique=True, name="mailboxes_by_token")
         await self._mailboxes.create_index("purge_after", name="mailboxes_by_purge_after")
         await self._messages.create_index(
@@ -315,6 +414,18 @@ class MongoStore:
     async def _seqs_of(self, ids: list[str]) -> dict[str, int]:
         cursor = self._messages.find({"_id": {"$in": ids}}, projection={"seq": 1})
         return {doc["_id"]: doc["seq"] async for doc in cursor}
+
+    async def _created_at(self, addresses: set[str]) -> dict[str, datetime]:
+        cursor = self._mailboxes.find(
+            {"_id": {"$in": sorted(addresses)}}, projection={"created_at": 1}
+        )
+        return {doc["_id"]: doc["created_at"] async for doc in cursor}
+
+    async def _highest_seq(self, address: str) -> int | None:
+        doc = await self._messages.find_one(
+            {"address": address}, projection={"seq": 1}, sort=[("seq", DESCENDING)]
+        )
+        return None if doc is None else int(doc["seq"])
 
     async def _tombstoned(self, ids: list[str]) -> set[str]:
         if not ids:
@@ -375,20 +486,20 @@ class MongoStore:
             raise StoreError(f"sequence numbers clash for messages {sorted(set(ids) - set(found))}")
         return found
 
-    async def _delete_messages_up_to(self, address: str, last_seq: int) -> None:
-        """Delete an address's messages with ``seq <= last_seq`` (a previous owner's)."""
-        query = {"address": address, "seq": {"$lte": last_seq}}
+    async def _delete_received_before(self, address: str, created_at: datetime) -> None:
+        """Delete an address's messages received before ``created_at`` (a previous owner's)."""
+        query = {"address": address, "received_at": {"$lt": created_at}}
         ids = [doc["_id"] async for doc in self._messages.find(query, projection={"_id": 1})]
         if ids:
             await self._messages.delete_many({"_id": {"$in": ids}})
             await self._chunks.delete_many({"message_id": {"$in": ids}})
 
-    async def _summaries(self, query: Doc, direction: int, limit: int) -> list[MessageSummary]:
+    async def _summaries(self, query: Doc, direction: int, limit: int) -> list[StoredMessage]:
         if limit <= 0:  # MongoDB reads limit(0) as "no limit"
             return []
         with _driver_errors("list_messages"):
             cursor = self._messages.find(query).sort("seq", direction).limit(limit)
-            return [_summary(doc) async for doc in cursor]
+            return [_stored(doc) async for doc in cursor]
 
 
 async def _insert_idempotently(
@@ -438,6 +549,8 @@ def _mailbox(doc: Doc) -> Mailbox:
 
 def _message_doc(message: NewMessage, seq: int) -> Doc:
     return {
+        **summary_fields(message),
+        "parse_errors": list(message.parse_errors),
         "_id": message.id,
         "address": message.address,
         "seq": seq,
@@ -445,26 +558,15 @@ def _message_doc(message: NewMessage, seq: int) -> Doc:
         "received_at": utc_ms(message.received_at),
         "expires_at": utc_ms(message.expires_at),
         "size": len(message.raw),
-        "sender": message.sender,
-        "subject": message.subject,
-        "preview": message.preview,
-        "parse_errors": list(message.parse_errors),
         "seen": False,
     }
 
 
-def _summary(doc: Doc) -> MessageSummary:
-    return MessageSummary(
-        id=doc["_id"],
-        address=doc["address"],
-        seq=doc["seq"],
-        ingest_id=doc["ingest_id"],
-        received_at=doc["received_at"],
-        expires_at=doc["expires_at"],
-        size=doc["size"],
-        sender=doc.get("sender", ""),
-        subject=doc.get("subject", ""),
-        preview=doc.get("preview", ""),
-        parse_errors=tuple(doc.get("parse_errors", ())),
-        seen=bool(doc.get("seen", False)),
-    )
+def _stored(doc: Doc) -> StoredMessage:
+    fields = {key: value for key, value in doc.items() if key != "_id"}
+    fields["id"] = doc["_id"]
+    return StoredMessage.model_validate(fields)
+
+
+#: ``MIGRATIONS[n - 1]`` takes a store from version ``n - 1`` to ``n``.
+MIGRATIONS = (MongoStore._create_v1_indexes,)

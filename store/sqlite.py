@@ -24,20 +24,22 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from schemas.mail import summary_fields
 from store._common import from_ms, split_chunks, to_ms
 from store.port import (
     Mailbox,
-    MessageSummary,
     NewMessage,
     PurgeCounts,
-    QueryPlan,
+    StoredMessage,
     StoreError,
     WriteResult,
 )
+from store.rules import MessageFacts, address_is_free, decide_write, take_over_seq
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +50,9 @@ Work = Callable[[sqlite3.Connection], T]
 PURGE_BATCH = 500
 _FIRST_BACKOFF_S = 0.05
 _MAX_BACKOFF_S = 1.0
-_SCHEMA_VERSION = 1
 
-_SCHEMA = (
+#: Schema version 1, as the first release created it. Frozen: a change is a new migration.
+_SCHEMA_V1 = (
     """CREATE TABLE IF NOT EXISTS mailboxes (
         address     TEXT PRIMARY KEY,
         id          TEXT NOT NULL,
@@ -91,11 +93,30 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS tombstones_by_expires_at ON tombstones (expires_at)",
 )
 
-_MAILBOX_COLUMNS = "address, id, token_hash, created_at, expires_at, purge_after, last_seq"
-_SUMMARY_COLUMNS = (
-    "id, address, seq, ingest_id, received_at, expires_at, size,"
-    " sender, subject, preview, parse_errors, seen"
+#: Version 2: a message's summary is one JSON column (a new summary field needs no new
+#: column), and raw chunks carry their message's expiry and are purged by it.
+_SCHEMA_V2 = (
+    "ALTER TABLE messages ADD COLUMN summary TEXT NOT NULL DEFAULT '{}'",
+    "UPDATE messages SET summary = json_object('sender', sender, 'subject', subject,"
+    " 'preview', preview, 'parse_errors', json(parse_errors))",
+    "ALTER TABLE messages DROP COLUMN sender",
+    "ALTER TABLE messages DROP COLUMN subject",
+    "ALTER TABLE messages DROP COLUMN preview",
+    "ALTER TABLE messages DROP COLUMN parse_errors",
+    "ALTER TABLE message_chunks ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0",
+    # A chunk without its message (none should exist) gets 0 and goes at the next purge.
+    "UPDATE message_chunks SET expires_at = coalesce("
+    "(SELECT expires_at FROM messages WHERE messages.id = message_chunks.message_id), 0)",
+    "CREATE INDEX IF NOT EXISTS message_chunks_by_expires_at ON message_chunks (expires_at)",
 )
+
+#: ``MIGRATIONS[n - 1]`` takes a store from version ``n - 1`` to ``n``; a new store runs
+#: them all, so a migrated store and a new one are the same.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_MAILBOX_COLUMNS = "address, id, token_hash, created_at, expires_at, purge_after, last_seq"
+_STORED_COLUMNS = "id, address, seq, ingest_id, received_at, expires_at, size, seen, summary"
 
 #: The hot read paths, as the bench reports them.
 HOT_QUERIES = (
@@ -110,13 +131,13 @@ HOT_QUERIES = (
 #: Every statement the adapter runs, by name.
 QUERIES: dict[str, str] = {
     # --- reads -----------------------------------------------------------------------
-    "newest_20": f"SELECT {_SUMMARY_COLUMNS} FROM messages"
+    "newest_20": f"SELECT {_STORED_COLUMNS} FROM messages"
     " WHERE address = ? ORDER BY seq DESC LIMIT ?",
-    "keyset_page": f"SELECT {_SUMMARY_COLUMNS} FROM messages"
+    "keyset_page": f"SELECT {_STORED_COLUMNS} FROM messages"
     " WHERE address = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-    "after_seq": f"SELECT {_SUMMARY_COLUMNS} FROM messages"
+    "after_seq": f"SELECT {_STORED_COLUMNS} FROM messages"
     " WHERE address = ? AND seq > ? ORDER BY seq LIMIT ?",
-    "get_by_id": f"SELECT {_SUMMARY_COLUMNS} FROM messages WHERE id = ? AND address = ?",
+    "get_by_id": f"SELECT {_STORED_COLUMNS} FROM messages WHERE id = ? AND address = ?",
     "mailbox_by_address": f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE address = ?",
     "mailbox_by_token": f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE token_hash = ?",
     "message_size": "SELECT size FROM messages WHERE id = ? AND address = ?",
@@ -124,30 +145,45 @@ QUERIES: dict[str, str] = {
     # --- message writes ----------------------------------------------------------------
     "seq_by_id": "SELECT seq FROM messages WHERE id = ?",
     "tombstone_by_id": "SELECT 1 FROM tombstones WHERE id = ?",
+    "mailbox_created_at": "SELECT created_at FROM mailboxes WHERE address = ?",
     "next_seq": "UPDATE mailboxes SET last_seq = last_seq + 1 WHERE address = ? RETURNING last_seq",
-    "insert_message": f"INSERT INTO messages ({_SUMMARY_COLUMNS})"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
-    "insert_chunk": "INSERT INTO message_chunks (message_id, n, data) VALUES (?, ?, ?)",
+    "insert_message": f"INSERT INTO messages ({_STORED_COLUMNS})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+    "insert_chunk": "INSERT INTO message_chunks (message_id, n, data, expires_at)"
+    " VALUES (?, ?, ?, ?)",
     "message_expiry": "SELECT expires_at FROM messages WHERE id = ? AND address = ?",
     "insert_tombstone": "INSERT OR REPLACE INTO tombstones (id, address, expires_at)"
     " VALUES (?, ?, ?)",
     "delete_message": "DELETE FROM messages WHERE id = ?",
     "delete_chunks_of_message": "DELETE FROM message_chunks WHERE message_id = ?",
     # --- mailbox writes ----------------------------------------------------------------
-    "mailbox_purge_after": "SELECT purge_after FROM mailboxes WHERE address = ?",
+    "mailbox_hold": "SELECT purge_after, last_seq FROM mailboxes WHERE address = ?",
+    "highest_seq_of_address": "SELECT max(seq) FROM messages WHERE address = ?",
     "insert_mailbox": f"INSERT INTO mailboxes ({_MAILBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
     "replace_mailbox": "UPDATE mailboxes SET id = ?, token_hash = ?, created_at = ?,"
-    " expires_at = ?, purge_after = ?, last_seq = max(last_seq, ?) WHERE address = ?",
-    "delete_chunks_of_address": "DELETE FROM message_chunks"
-    " WHERE message_id IN (SELECT id FROM messages WHERE address = ?)",
-    "delete_messages_of_address": "DELETE FROM messages WHERE address = ?",
+    " expires_at = ?, purge_after = ?, last_seq = ? WHERE address = ?",
+    "delete_chunks_received_before": "DELETE FROM message_chunks WHERE message_id IN"
+    " (SELECT id FROM messages WHERE address = ? AND received_at < ?)",
+    "delete_messages_received_before": "DELETE FROM messages WHERE address = ? AND received_at < ?",
     # --- purge -------------------------------------------------------------------------
-    "expired_message_ids": "SELECT id FROM messages WHERE expires_at <= ? LIMIT ?",
+    "purge_messages": "DELETE FROM messages"
+    " WHERE id IN (SELECT id FROM messages WHERE expires_at <= ? LIMIT ?)",
+    "purge_chunks": "DELETE FROM message_chunks"
+    " WHERE rowid IN (SELECT rowid FROM message_chunks WHERE expires_at <= ? LIMIT ?)",
     "purge_tombstones": "DELETE FROM tombstones"
     " WHERE id IN (SELECT id FROM tombstones WHERE expires_at <= ? LIMIT ?)",
     "purge_mailboxes": "DELETE FROM mailboxes"
     " WHERE address IN (SELECT address FROM mailboxes WHERE purge_after <= ? LIMIT ?)",
 }
+
+
+@dataclass(slots=True)
+class QueryPlan:
+    """One named query and the plan SQLite chose for it (for ``bench/`` and the tests)."""
+
+    name: str
+    sql: str
+    plan: list[str] = field(default_factory=list)
 
 
 class SQLiteStore:
@@ -180,7 +216,7 @@ class SQLiteStore:
         if self._read_threads > 0:
             self._readers = ThreadPoolExecutor(self._read_threads, "sqlite-reader")
         try:
-            await self._write(_create_schema)
+            await self._write(_migrate)
         except BaseException:
             await self.close()
             raise
@@ -197,12 +233,8 @@ class SQLiteStore:
 
     # --- mailboxes ------------------------------------------------------------------------
     async def create_mailbox(self, mailbox: Mailbox, now: datetime) -> bool:
-        """Insert ``mailbox``, or replace a record past its ``purge_after``.
-
-        A replaced record's leftover messages are deleted in the same transaction, and its
-        ``last_seq`` carries over so sequence numbers never repeat. A token hash that
-        another mailbox holds makes this return False.
-        """
+        """Insert ``mailbox``, or take over a record past its ``purge_after``, in one
+        transaction (the port's take-over rule)."""
         return await self._write(
             functools.partial(_create_mailbox, mailbox=mailbox, now_ms=to_ms(now))
         )
@@ -224,26 +256,26 @@ class SQLiteStore:
 
     async def list_messages(
         self, address: str, *, limit: int, before_seq: int | None = None
-    ) -> list[MessageSummary]:
+    ) -> list[StoredMessage]:
         if limit <= 0:  # SQLite reads a negative LIMIT as "no limit"
             return []
         if before_seq is None:
             fetch = _fetch_all(QUERIES["newest_20"], (address, limit))
         else:
             fetch = _fetch_all(QUERIES["keyset_page"], (address, before_seq, limit))
-        return [_summary(row) for row in await self._read(fetch)]
+        return [_stored(row) for row in await self._read(fetch)]
 
     async def list_messages_after(
         self, address: str, after_seq: int, *, limit: int
-    ) -> list[MessageSummary]:
+    ) -> list[StoredMessage]:
         if limit <= 0:
             return []
         fetch = _fetch_all(QUERIES["after_seq"], (address, after_seq, limit))
-        return [_summary(row) for row in await self._read(fetch)]
+        return [_stored(row) for row in await self._read(fetch)]
 
-    async def get_message(self, address: str, message_id: str) -> MessageSummary | None:
+    async def get_message(self, address: str, message_id: str) -> StoredMessage | None:
         row = await self._read(_fetch_one(QUERIES["get_by_id"], (message_id, address)))
-        return None if row is None else _summary(row)
+        return None if row is None else _stored(row)
 
     async def get_raw(self, address: str, message_id: str) -> bytes | None:
         return await self._read(
@@ -258,7 +290,12 @@ class SQLiteStore:
         """Purge in transactions of at most :data:`PURGE_BATCH` rows, so writers interleave."""
         now_ms = to_ms(now)
         return PurgeCounts(
-            messages=await self._purge(functools.partial(_purge_messages, now_ms=now_ms)),
+            messages=await self._purge(
+                functools.partial(_delete_limited, sql=QUERIES["purge_messages"], now_ms=now_ms)
+            ),
+            chunks=await self._purge(
+                functools.partial(_delete_limited, sql=QUERIES["purge_chunks"], now_ms=now_ms)
+            ),
             tombstones=await self._purge(
                 functools.partial(_delete_limited, sql=QUERIES["purge_tombstones"], now_ms=now_ms)
             ),
@@ -358,11 +395,22 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 
-def _create_schema(conn: sqlite3.Connection) -> None:
-    for statement in _SCHEMA:
-        conn.execute(statement)
-    if conn.execute("PRAGMA user_version").fetchone()[0] == 0:
-        conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+def _migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to :data:`SCHEMA_VERSION` (inside ``BEGIN IMMEDIATE``, which is
+    the lock: a second process opening the store waits, then finds it migrated)."""
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the store's schema is version {version}, newer than this code's "
+            f"{SCHEMA_VERSION}: run the tmpmail release that wrote it, or a newer one"
+        )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        for statement in MIGRATIONS[target - 1]:
+            conn.execute(statement)
+        log.info("SQLite store migrated to schema version %d", target)
+    if version != SCHEMA_VERSION:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    return SCHEMA_VERSION
 
 
 def _fetch_one(sql: str, params: tuple[Any, ...]) -> Work[Any]:
@@ -375,48 +423,55 @@ def _fetch_all(sql: str, params: tuple[Any, ...]) -> Work[list[Any]]:
 
 def _create_mailbox(conn: sqlite3.Connection, *, mailbox: Mailbox, now_ms: int) -> bool:
     address = mailbox.address
-    times = (to_ms(mailbox.created_at), to_ms(mailbox.expires_at), to_ms(mailbox.purge_after))
-    held = conn.execute(QUERIES["mailbox_purge_after"], (address,)).fetchone()
+    created_ms = to_ms(mailbox.created_at)
+    times = (created_ms, to_ms(mailbox.expires_at), to_ms(mailbox.purge_after))
+    held = conn.execute(QUERIES["mailbox_hold"], (address,)).fetchone()
+    if not address_is_free(None if held is None else from_ms(held[0]), from_ms(now_ms)):
+        return False
+    highest = conn.execute(QUERIES["highest_seq_of_address"], (address,)).fetchone()[0]
+    last_seq = take_over_seq(None if held is None else held[1], highest, mailbox.last_seq)
     try:
         if held is None:
             conn.execute(
                 QUERIES["insert_mailbox"],
-                (address, mailbox.id, mailbox.token_hash, *times, mailbox.last_seq),
+                (address, mailbox.id, mailbox.token_hash, *times, last_seq),
             )
-            return True
-        if held[0] > now_ms:
-            return False
-        conn.execute(
-            QUERIES["replace_mailbox"],
-            (mailbox.id, mailbox.token_hash, *times, mailbox.last_seq, address),
-        )
+        else:
+            conn.execute(
+                QUERIES["replace_mailbox"],
+                (mailbox.id, mailbox.token_hash, *times, last_seq, address),
+            )
     except sqlite3.IntegrityError:  # the token hash belongs to another mailbox
         return False
-    conn.execute(QUERIES["delete_chunks_of_address"], (address,))
-    conn.execute(QUERIES["delete_messages_of_address"], (address,))
+    conn.execute(QUERIES["delete_chunks_received_before"], (address, created_ms))
+    conn.execute(QUERIES["delete_messages_received_before"], (address, created_ms))
     return True
 
 
 def _store_batch(
     conn: sqlite3.Connection, *, batch: tuple[NewMessage, ...], now_ms: int
 ) -> list[WriteResult]:
-    return [_store_one(conn, message, now_ms) for message in batch]
+    now = from_ms(now_ms)
+    return [_store_one(conn, message, now) for message in batch]
 
 
-def _store_one(conn: sqlite3.Connection, message: NewMessage, now_ms: int) -> WriteResult:
+def _store_one(conn: sqlite3.Connection, message: NewMessage, now: datetime) -> WriteResult:
     mid, address = message.id, message.address
     existing = conn.execute(QUERIES["seq_by_id"], (mid,)).fetchone()
-    if existing is not None:
-        return WriteResult(mid, address, "existing", existing[0])
-    if conn.execute(QUERIES["tombstone_by_id"], (mid,)).fetchone() is not None:
-        return WriteResult(mid, address, "tombstoned")
+    tombstoned = existing is None and bool(
+        conn.execute(QUERIES["tombstone_by_id"], (mid,)).fetchone()
+    )
+    created = conn.execute(QUERIES["mailbox_created_at"], (address,)).fetchone()
+    facts = MessageFacts(
+        existing_seq=None if existing is None else existing[0],
+        tombstoned=tombstoned,
+        mailbox_created_at=None if created is None else from_ms(created[0]),
+    )
+    status = decide_write(message, facts, now)
+    if status != "inserted":
+        return WriteResult(mid, address, status, facts.existing_seq)
+    seq: int = conn.execute(QUERIES["next_seq"], (address,)).fetchone()[0]
     expires_ms = to_ms(message.expires_at)
-    if expires_ms <= now_ms:
-        return WriteResult(mid, address, "expired")
-    counter = conn.execute(QUERIES["next_seq"], (address,)).fetchall()
-    if not counter:
-        return WriteResult(mid, address, "no_mailbox")
-    seq: int = counter[0][0]
     conn.execute(
         QUERIES["insert_message"],
         (
@@ -427,15 +482,12 @@ def _store_one(conn: sqlite3.Connection, message: NewMessage, now_ms: int) -> Wr
             to_ms(message.received_at),
             expires_ms,
             len(message.raw),
-            message.sender,
-            message.subject,
-            message.preview,
-            json.dumps(list(message.parse_errors)),
+            json.dumps(summary_fields(message)),
         ),
     )
     conn.executemany(
         QUERIES["insert_chunk"],
-        ((mid, n, chunk) for n, chunk in enumerate(split_chunks(message.raw))),
+        ((mid, n, chunk, expires_ms) for n, chunk in enumerate(split_chunks(message.raw))),
     )
     return WriteResult(mid, address, "inserted", seq)
 
@@ -463,13 +515,6 @@ def _delete_message(conn: sqlite3.Connection, *, address: str, message_id: str) 
     conn.execute(QUERIES["delete_message"], (message_id,))
     conn.execute(QUERIES["delete_chunks_of_message"], (message_id,))
     return True
-
-
-def _purge_messages(conn: sqlite3.Connection, *, now_ms: int) -> int:
-    ids = conn.execute(QUERIES["expired_message_ids"], (now_ms, PURGE_BATCH)).fetchall()
-    conn.executemany(QUERIES["delete_chunks_of_message"], ids)
-    conn.executemany(QUERIES["delete_message"], ids)
-    return len(ids)
 
 
 def _delete_limited(conn: sqlite3.Connection, *, sql: str, now_ms: int) -> int:
@@ -504,32 +549,18 @@ def _mailbox(row: tuple[Any, ...]) -> Mailbox:
     )
 
 
-def _summary(row: tuple[Any, ...]) -> MessageSummary:
-    (
-        mid,
-        address,
-        seq,
-        ingest_id,
-        received,
-        expires,
-        size,
-        sender,
-        subject,
-        preview,
-        errors,
-        seen,
-    ) = row
-    return MessageSummary(
-        id=mid,
-        address=address,
-        seq=seq,
-        ingest_id=ingest_id,
-        received_at=from_ms(received),
-        expires_at=from_ms(expires),
-        size=size,
-        sender=sender,
-        subject=subject,
-        preview=preview,
-        parse_errors=tuple(json.loads(errors)),
-        seen=bool(seen),
+def _stored(row: tuple[Any, ...]) -> StoredMessage:
+    mid, address, seq, ingest_id, received, expires, size, seen, summary = row
+    return StoredMessage.model_validate(
+        {
+            **json.loads(summary),
+            "id": mid,
+            "address": address,
+            "seq": seq,
+            "ingest_id": ingest_id,
+            "received_at": from_ms(received),
+            "expires_at": from_ms(expires),
+            "size": size,
+            "seen": bool(seen),
+        }
     )

@@ -8,8 +8,9 @@ store; nothing touches a loop or a broker at import time.
 * ``store_raw_mail`` takes batches from ``tmpmail.raw-mail.v1`` (co-partitioned with the
   table: same key, same count, same murmur2), looks each recipient up in the table (then
   the store), writes the batch with one store call, then publishes to
-  ``tmpmail.delivery.v1`` and ``tmpmail.dropped-mail.v1`` and waits for those acks before
-  the batch's offsets can be committed (at least once).
+  ``tmpmail.delivery.v1`` and ``tmpmail.dropped-mail.v1`` through the process's
+  :class:`bus.AsyncProducer` and waits for those acks before the batch's offsets can be
+  committed (at least once).
 """
 
 from __future__ import annotations
@@ -24,19 +25,21 @@ from typing import Any
 
 import faust
 
-from schemas.keys import normalise_address
+from bus import AsyncProducer
+from schemas.keys import key_bytes
 from schemas.records import MailboxLifecycleEvent, RecordError, utcnow
 from schemas.settings import Settings
 from schemas.topics import (
-    DELIVERY_TOPIC,
-    DROPPED_MAIL_TOPIC,
     MAILBOX_LIFECYCLE_TOPIC,
     MAILBOX_TABLE,
     RAW_MAIL_TOPIC,
     STREAMS_APP_ID,
+    delivery_topic,
+    dropped_mail_topic,
 )
 from store import MailStore, StoreError
 from streams.service import MailboxView, RawRecord, mailbox_view, store_raw_batch
+from streams.state import streams_state_dir
 
 log = logging.getLogger("tmpmail.streams")
 
@@ -58,7 +61,7 @@ class TableThenStoreLookup:
         self._store = store
 
     async def find(self, address: str) -> MailboxView | None:
-        value = self._table.get(address.encode("utf-8"))
+        value = self._table.get(key_bytes(address))
         if value is not None:
             try:
                 return mailbox_view(MailboxLifecycleEvent.from_bytes(value))
@@ -70,13 +73,15 @@ class TableThenStoreLookup:
         return MailboxView(address=mailbox.address, expires_at=mailbox.expires_at)
 
 
-def build_app(settings: Settings, store: MailStore) -> faust.App:
+def build_app(settings: Settings, store: MailStore, producer: AsyncProducer) -> faust.App:
+    """The worker's app. ``producer`` publishes deliveries and drops (the one publish path
+    every process uses); Faust's own producer writes only the table's changelog."""
     partitions = settings.topic_partitions
     app = faust.App(
         STREAMS_APP_ID,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
         store="memory://",
-        datadir=str(settings.state_dir / "streams"),
+        datadir=str(streams_state_dir(settings)),
         web_enabled=False,
         topic_partitions=partitions,
         topic_allow_declare=False,
@@ -85,7 +90,7 @@ def build_app(settings: Settings, store: MailStore) -> faust.App:
         consumer_max_fetch_size=FETCH_MAX_BYTES,
         producer_linger_ms=5,
         producer_acks=-1,
-        producer_max_request_size=settings.max_message_bytes + 1024 * 1024,
+        producer_max_request_size=settings.max_record_bytes,
         producer_max_batch_size=1024 * 1024,
     )
 
@@ -101,8 +106,6 @@ def build_app(settings: Settings, store: MailStore) -> faust.App:
 
     raw_mail_topic = raw_topic(RAW_MAIL_TOPIC)
     lifecycle_topic = raw_topic(MAILBOX_LIFECYCLE_TOPIC)
-    delivery_topic = raw_topic(DELIVERY_TOPIC)
-    dropped_mail_topic = raw_topic(DROPPED_MAIL_TOPIC)
     # bytes keys and values: Faust then uses the "raw" codec for the changelog.
     mailboxes_by_address = app.Table(
         MAILBOX_TABLE, default=None, partitions=partitions, key_type=bytes, value_type=bytes
@@ -114,7 +117,7 @@ def build_app(settings: Settings, store: MailStore) -> faust.App:
         async for event in stream.events():
             try:
                 change = MailboxLifecycleEvent.from_bytes(event.value)
-                key = normalise_address(change.address).encode("utf-8")
+                key = key_bytes(change.address)
             except (RecordError, ValueError) as exc:
                 log.error(
                     "skipping unreadable lifecycle record at %d/%d: %s",
@@ -153,16 +156,13 @@ def build_app(settings: Settings, store: MailStore) -> faust.App:
                     now=utcnow(),
                 )
             )
-            sent = [
-                await delivery_topic.send(key=key.encode("utf-8"), value=ev.to_bytes())
-                for key, ev in outcome.deliveries
-            ] + [
-                await dropped_mail_topic.send(
-                    key=key.encode("utf-8") or None, value=dropped.to_bytes()
-                )
-                for key, dropped in outcome.dropped
-            ]
-            await asyncio.gather(*sent)
+            await asyncio.gather(
+                *(producer.publish(delivery_topic, event) for event in outcome.deliveries),
+                *(
+                    producer.publish(dropped_mail_topic, dropped, key=key)
+                    for key, dropped in outcome.dropped
+                ),
+            )
             for event in events:
                 await stream.ack(event)
             log.debug("batch of %d: %s", len(records), dict(outcome.counts))
@@ -178,7 +178,7 @@ def build_app(settings: Settings, store: MailStore) -> faust.App:
         if counts.messages or counts.tombstones or counts.mailboxes:
             log.info("purged %s", counts)
 
-    ready_file = settings.run_dir / "streams.ready"
+    ready_file = settings.streams_ready_file
     reported: list[list[int] | None] = [None]
 
     @app.timer(0.5)

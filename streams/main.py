@@ -1,7 +1,8 @@
 """The streams process: one Faust worker that parses, looks up, stores and delivers.
 
-Run it with ``tmpmail streams`` (foreground; what compose and production run). It opens
-the store, starts the worker with Faust's web server off, and stops cleanly on SIGTERM
+Run it with ``tmpmail streams`` (foreground; what compose and production run). It claims
+its local state directory for the broker's cluster (:mod:`streams.state`), opens the
+store, starts the worker with Faust's web server off, and stops cleanly on SIGTERM
 or SIGINT (Faust's own signal handling), closing the store last.
 """
 
@@ -12,26 +13,38 @@ import logging
 
 import faust
 
+from bus import AsyncProducer, cluster_id, producer_config
 from schemas.logs import configure_logging
+from schemas.runtime import loop_factory
 from schemas.settings import Settings
 from store import MailStore, create_store
 from streams.app import build_app
+from streams.state import claim_state_dir, streams_state_dir
 
 log = logging.getLogger("tmpmail.streams")
 
 
 class _Worker(faust.Worker):
-    """Faust's worker, closing our store and readiness file when it stops."""
+    """Faust's worker, closing our producer, store and readiness file when it stops."""
 
-    def __init__(self, *args: object, store: MailStore, settings: Settings, **kw: object) -> None:
+    def __init__(
+        self,
+        *args: object,
+        store: MailStore,
+        producer: AsyncProducer,
+        settings: Settings,
+        **kw: object,
+    ) -> None:
         super().__init__(*args, **kw)  # type: ignore[arg-type]
         self.spinner = None  # a terminal spinner only writes escape codes into our log
         self._store = store
+        self._producer = producer
         self._settings = settings
 
     async def on_stop(self) -> None:
         await super().on_stop()
-        (self._settings.run_dir / "streams.ready").unlink(missing_ok=True)
+        self._settings.streams_ready_file.unlink(missing_ok=True)
+        await self._producer.stop()
         await self._store.close()
         log.info("streams stopped")
 
@@ -40,15 +53,21 @@ def run(settings: Settings) -> None:
     """Blocking entry point: run the worker until SIGTERM/SIGINT."""
     configure_logging("streams", settings.log_level)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
-    (settings.run_dir / "streams.ready").unlink(missing_ok=True)
-    loop = _new_loop()
+    settings.streams_ready_file.unlink(missing_ok=True)
+    kafka_cluster, state_dir = cluster_id(settings), streams_state_dir(settings)
+    if claim_state_dir(state_dir, kafka_cluster):
+        log.info("new Kafka cluster %s: wiped the local state in %s", kafka_cluster, state_dir)
+    loop = loop_factory()()
     asyncio.set_event_loop(loop)
     store = create_store(settings)
     loop.run_until_complete(store.open())
-    app = build_app(settings, store)
+    producer = AsyncProducer(producer_config(settings))
+    loop.run_until_complete(producer.start())
+    app = build_app(settings, store, producer)
     worker = _Worker(
         app,
         store=store,
+        producer=producer,
         settings=settings,
         loop=loop,
         loglevel=settings.log_level,
@@ -57,11 +76,3 @@ def run(settings: Settings) -> None:
         override_logging=False,
     )
     worker.execute_from_commandline()
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()

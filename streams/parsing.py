@@ -12,23 +12,16 @@ import email
 import email.header
 import email.utils
 import re
-from dataclasses import dataclass, field
 from email.message import Message
 from html.parser import HTMLParser
+
+from schemas.mail import MailSummary
 
 PREVIEW_CHARS = 200
 #: Largest body part we decode for a preview; bigger parts are skipped.
 PREVIEW_SOURCE_LIMIT = 256 * 1024
 
 _WS = re.compile(r"\s+")
-
-
-@dataclass(frozen=True, slots=True)
-class MailSummary:
-    sender: str = ""
-    subject: str = ""
-    preview: str = ""
-    parse_errors: tuple[str, ...] = field(default_factory=tuple)
 
 
 def summarise(raw: bytes) -> MailSummary:

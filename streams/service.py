@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from schemas.keys import AddressError
+from schemas.mail import MailSummary, summary_fields
 from schemas.records import (
     DeliveryEvent,
     DroppedMail,
@@ -25,8 +26,9 @@ from schemas.records import (
     RawMailEnvelope,
     RecordError,
 )
+from schemas.topics import dropped_mail_topic
 from store import MailStore, NewMessage
-from streams.parsing import MailSummary, summarise
+from streams.parsing import summarise
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,11 @@ class MailboxLookup(Protocol):
 
 @dataclass(slots=True)
 class BatchOutcome:
-    deliveries: list[tuple[str, DeliveryEvent]] = field(default_factory=list)
-    dropped: list[tuple[str, DroppedMail]] = field(default_factory=list)
+    """What the agent publishes for a batch: deliveries, and drops with the Kafka key each
+    keeps (the recipient's, or the source record's own when the envelope is unreadable)."""
+
+    deliveries: list[DeliveryEvent] = field(default_factory=list)
+    dropped: list[tuple[bytes | None, DroppedMail]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
 
 
@@ -92,9 +97,17 @@ async def store_raw_batch(
     for (record, envelope), message, result in zip(accepted, batch, results, strict=True):
         outcome.counts[result.status] += 1
         if result.seq is not None:
-            outcome.deliveries.append((message.address, _delivery(message, result.seq)))
+            outcome.deliveries.append(_delivery(message, result.seq))
         elif result.status == "no_mailbox":
             _drop(outcome, record, "unknown_mailbox", envelope, "mailbox not in the store")
+        elif result.status == "predates_mailbox":
+            _drop(
+                outcome,
+                record,
+                "predates_mailbox",
+                envelope,
+                "received before the mailbox was created (a previous owner's mail)",
+            )
     return outcome
 
 
@@ -143,12 +156,9 @@ def _drop(
         source_offset=record.offset,
         size=len(record.value or b""),
     )
-    try:
-        key = envelope.mailbox_key if envelope else _decode_key(record.key)
-    except AddressError:
-        key = _decode_key(record.key)
+    key = dropped_mail_topic.key_of(dropped) if envelope else None
     outcome.counts[f"dropped:{reason}"] += 1
-    outcome.dropped.append((key, dropped))
+    outcome.dropped.append((key if key is not None else record.key, dropped))
     log.info(
         "dropped mail %s for %r at %d/%d: %s (%s)",
         dropped.ingest_id,
@@ -160,10 +170,6 @@ def _drop(
     )
 
 
-def _decode_key(key: bytes | None) -> str:
-    return (key or b"").decode("utf-8", "replace")
-
-
 def _summarise_all(raws: list[bytes]) -> list[MailSummary]:
     return [summarise(raw) for raw in raws]
 
@@ -171,28 +177,25 @@ def _summarise_all(raws: list[bytes]) -> list[MailSummary]:
 def _new_message(
     record: RawRecord, envelope: RawMailEnvelope, summary: MailSummary, ttl: timedelta
 ) -> NewMessage:
+    fields = summary_fields(summary)
+    fields["sender"] = summary.sender or envelope.sender
     return NewMessage(
+        **fields,
         id=envelope.message_id,
         address=envelope.mailbox_key,
         ingest_id=envelope.ingest_id,
         received_at=envelope.received_at,
         expires_at=envelope.received_at + ttl,
         raw=record.value or b"",
-        sender=summary.sender or envelope.sender,
-        subject=summary.subject,
-        preview=summary.preview,
-        parse_errors=summary.parse_errors,
     )
 
 
 def _delivery(message: NewMessage, seq: int) -> DeliveryEvent:
     return DeliveryEvent(
+        **summary_fields(message),
         address=message.address,
         message_id=message.id,
         seq=seq,
-        sender=message.sender,
-        subject=message.subject,
-        preview=message.preview,
         size=len(message.raw),
         received_at=message.received_at,
     )

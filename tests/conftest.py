@@ -12,6 +12,9 @@ down first, and e2e tests are ordered by store so that this happens once. A stac
 up across the tests that share its store and comes down at the end of the session.
 When a test that used it fails, the tail of every log is attached to its report.
 Tests that use these fixtures are marked ``e2e`` automatically.
+
+``fresh_kafka`` (:mod:`tests.fresh_kafka`) starts brokers of a test's own instead, each
+formatted afresh, for tests of what happens on a first start.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import pytest
 
 from deploy.launcher import Launcher, log_tail
 from schemas.settings import Settings, load_settings
+from tests.fresh_kafka import fresh_kafka, kafka_libs  # noqa: F401 (fixtures for every folder)
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_STATE_DIR = REPO / ".tmpmail-test" / "stack"

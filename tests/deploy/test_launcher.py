@@ -217,6 +217,16 @@ def test_down_and_status_when_nothing_runs(
     assert main(["health", "ingest"]) == 1
 
 
+def test_an_open_kafka_port_alone_is_not_ready(
+    make_settings: MakeSettings, listener: Callable[[int], socket.socket]
+) -> None:
+    settings = make_settings()
+    launcher = Launcher(settings, out=lambda line: None)
+    assert not launcher.probe("kafka", None)
+    listener(settings.kafka_port)  # accepts connections, never answers a metadata request
+    assert not launcher.probe("kafka", None)
+
+
 # --- Kafka alone (real broker) -------------------------------------------------------
 
 

@@ -12,10 +12,9 @@ import uuid
 import httpx
 
 from bus import AsyncProducer, producer_config
-from schemas.keys import key_bytes
 from schemas.records import DroppedMail, RawMailEnvelope, new_ingest_id, utcnow
 from schemas.settings import Settings
-from schemas.topics import DROPPED_MAIL_TOPIC, RAW_MAIL_TOPIC
+from schemas.topics import DROPPED_MAIL_TOPIC, RAW_MAIL_TOPIC, raw_mail_topic
 from tests.e2e.helpers import TopicTail, create_mailbox, make_mail
 
 
@@ -38,7 +37,8 @@ def _record(address: str, subject: str, ingest_id: str | None = None) -> tuple[b
         helo="replay.test",
         received_at=utcnow(),
     )
-    return key_bytes(address), make_mail(address, subject), envelope.to_headers()
+    key, value, headers = raw_mail_topic.encode(envelope, body=make_mail(address, subject))
+    return key or b"", value, headers
 
 
 async def test_redelivered_records_are_stored_once(stack: Settings) -> None:

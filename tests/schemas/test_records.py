@@ -5,12 +5,14 @@ import pytest
 from schemas.records import (
     ENVELOPE_HEADER,
     DeliveryEvent,
+    DroppedMail,
     MailboxLifecycleEvent,
     RawMailEnvelope,
     RecordError,
     message_id_for,
     new_ingest_id,
 )
+from schemas.topics import raw_mail_topic
 
 
 def _envelope(**kw: object) -> RawMailEnvelope:
@@ -29,7 +31,8 @@ def _envelope(**kw: object) -> RawMailEnvelope:
 
 def test_envelope_round_trips_through_kafka_headers() -> None:
     env = _envelope()
-    headers = env.to_headers()
+    key, value, headers = raw_mail_topic.encode(env, body=b"raw bytes")
+    assert (key, value) == (b"bob@tmpmail.test", b"raw bytes")
     assert headers[0][0] == ENVELOPE_HEADER
     assert RawMailEnvelope.from_headers(headers) == env
     assert RawMailEnvelope.from_headers(dict(headers)) == env
@@ -92,3 +95,51 @@ def test_lifecycle_and_delivery_round_trip() -> None:
     assert DeliveryEvent.from_bytes(delivery.to_bytes()) == delivery
     with pytest.raises(RecordError):
         DeliveryEvent.from_bytes(b'{"address": "a@tmpmail.test", "seq": 0}')
+
+
+# --- evolving v1 records ---------------------------------------------------------------------
+def test_a_delivery_record_written_before_the_summary_grew_is_readable() -> None:
+    old = (
+        b'{"v":1,"address":"bob@tmpmail.test","message_id":"m","seq":3,"sender":"a",'
+        b'"subject":"s","preview":"p","size":10,"received_at":"2026-11-24T12:00:00Z"}'
+    )
+    event = DeliveryEvent.from_bytes(old)
+    assert (event.seq, event.subject, event.parse_errors) == (3, "s", ())
+
+
+def test_records_from_a_newer_writer_are_readable() -> None:
+    newer = (
+        b'{"v":1,"address":"bob@tmpmail.test","message_id":"m","seq":3,'
+        b'"received_at":"2026-11-24T12:00:00Z","a_field_from_the_future":{"x":1}}'
+    )
+    assert DeliveryEvent.from_bytes(newer).seq == 3
+
+
+def test_every_shape_of_a_message_carries_the_whole_summary() -> None:
+    from schemas.api import LiveMessage, MessageSummaryPublic
+    from schemas.mail import SUMMARY_FIELDS
+    from store import NewMessage, StoredMessage
+
+    for shape in (DeliveryEvent, LiveMessage, MessageSummaryPublic, NewMessage, StoredMessage):
+        assert SUMMARY_FIELDS <= set(shape.model_fields), shape.__name__
+
+
+def test_each_topic_binding_makes_its_key_one_way() -> None:
+    from schemas.topics import delivery_topic, dropped_mail_topic, mailbox_lifecycle_topic
+
+    when = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    delivery = DeliveryEvent(address="Bob+x@TMPMAIL.test", message_id="m", seq=1, received_at=when)
+    assert delivery_topic.encode(delivery)[0] == b"bob@tmpmail.test"
+    lifecycle = MailboxLifecycleEvent(
+        kind="created", address="Bob@tmpmail.test", mailbox_id="x", created_at=when, expires_at=when
+    )
+    key, value, headers = mailbox_lifecycle_topic.encode(lifecycle)
+    assert (key, headers) == (b"bob@tmpmail.test", [])
+    assert MailboxLifecycleEvent.from_bytes(value) == lifecycle
+    dropped = DroppedMail(reason="bad_envelope", recipient="", source_partition=0, source_offset=1)
+    assert dropped_mail_topic.encode(dropped)[0] is None
+    assert dropped_mail_topic.encode(dropped, key=b"raw-key")[0] == b"raw-key"
+    with pytest.raises(ValueError, match="body"):
+        raw_mail_topic.encode(_envelope())
+    with pytest.raises(ValueError, match="value"):
+        delivery_topic.encode(delivery, body=b"x")

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.settings import SettingsError, load_settings
+from schemas.settings import RECORD_OVERHEAD, Settings, SettingsError, load_settings
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,3 +55,15 @@ def test_invalid_values_name_the_variable(
         load_settings()
     assert says in str(exc.value)
     assert "Fix the variable" in str(exc.value)
+
+
+def test_mail_that_would_outlive_the_hold_on_its_address_is_refused() -> None:
+    with pytest.raises(SettingsError, match="TMPMAIL_MESSAGE_TTL_DAYS"):
+        load_settings(message_ttl_days=50, mailbox_ttl_days=15, mailbox_cooldown_days=30)
+    assert load_settings(message_ttl_days=45, mailbox_ttl_days=15, mailbox_cooldown_days=30)
+
+
+def test_one_record_size_and_one_ready_file() -> None:
+    s = Settings(max_message_bytes=2 * 1024 * 1024)
+    assert s.max_record_bytes == 2 * 1024 * 1024 + RECORD_OVERHEAD
+    assert s.streams_ready_file == s.run_dir / "streams.ready"

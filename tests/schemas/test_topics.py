@@ -37,7 +37,7 @@ def test_retention_and_compaction() -> None:
 
 def test_faust_uses_exactly_the_topics_we_create() -> None:
     settings = Settings(topic_partitions=6)
-    app = build_app(settings, store=None)  # type: ignore[arg-type]  # nothing connects
+    app = build_app(settings, store=None, producer=None)  # type: ignore[arg-type]  # nothing connects
     table = app.tables["mailboxes_by_address"]
     assert table.changelog_topic.get_topic_name() == MAILBOX_TABLE_CHANGELOG
     assert table.partitions == 6

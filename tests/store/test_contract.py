@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from store import CHUNK_SIZE, MailStore, MessageSummary, PurgeCounts, StoreError
+from store import CHUNK_SIZE, MailStore, PurgeCounts, StoredMessage, StoreError
 from tests.store.store_support import (
     ADDR,
     NOW,
@@ -15,6 +15,8 @@ from tests.store.store_support import (
     THIRD,
     MailboxFactory,
     MessageFactory,
+    plant_orphan_chunk,
+    raw_chunk_count,
     store_many,
 )
 
@@ -84,9 +86,14 @@ async def test_address_is_taken_over_once_purge_after_has_passed(
     # The previous owner's mail is gone, and sequence numbers do not repeat.
     assert await store.list_messages(ADDR, limit=10) == []
     assert await store.get_raw(ADDR, leftover.id) is None
-    [new] = await store.store_messages([make_message(ADDR, expires_at=later + DAY)], later)
+    fresh = make_message(ADDR, received_at=later, expires_at=later + DAY)
+    [new] = await store.store_messages([fresh], later)
     assert new.status == "inserted"
     assert new.seq is not None and old.seq is not None and new.seq > old.seq
+    # A replay of the previous owner's mail cannot bring it into the new mailbox.
+    [replayed] = await store.store_messages([leftover], later)
+    assert replayed.status == "predates_mailbox"
+    assert [m.id for m in await store.list_messages(ADDR, limit=10)] == [fresh.id]
 
 
 async def test_token_hashes_are_unique(store: MailStore, make_mailbox: MailboxFactory) -> None:
@@ -246,7 +253,7 @@ async def test_naive_datetimes_are_refused(
 async def test_summary_fields_round_trip(
     store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
 ) -> None:
-    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    await store.create_mailbox(make_mailbox(ADDR, created_at=NOW - DAY), NOW)
     message = make_message(
         ADDR,
         received_at=NOW - HOUR,
@@ -257,7 +264,7 @@ async def test_summary_fields_round_trip(
         raw=b"Subject: x\r\n\r\n\xff\xfe body",
     )
     [result] = await store.store_messages([message], NOW)
-    expected = MessageSummary(
+    expected = StoredMessage(
         id=message.id,
         address=ADDR,
         seq=1,
@@ -283,9 +290,10 @@ async def test_datetimes_come_back_aware_utc_to_the_millisecond(
     store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
 ) -> None:
     plus_two = timezone(timedelta(hours=2))
-    created = NOW.astimezone(plus_two).replace(microsecond=987654)
+    created = datetime(2026, 1, 1, 3, 4, 5, 987654, tzinfo=plus_two)
+    mailbox_expires = (NOW + DAY).astimezone(plus_two).replace(microsecond=987654)
     await store.create_mailbox(
-        make_mailbox(ADDR, created_at=created, expires_at=created + DAY), NOW
+        make_mailbox(ADDR, created_at=created, expires_at=mailbox_expires), NOW
     )
     received = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=plus_two)
     expires = (NOW + DAY).astimezone(plus_two) + timedelta(microseconds=456789)
@@ -297,7 +305,7 @@ async def test_datetimes_come_back_aware_utc_to_the_millisecond(
     assert mailbox is not None and summary is not None
     values = {
         mailbox.created_at: created.replace(microsecond=987000),
-        mailbox.expires_at: (created + DAY).replace(microsecond=987000),
+        mailbox.expires_at: mailbox_expires.replace(microsecond=987000),
         summary.received_at: received.replace(microsecond=678000),
         summary.expires_at: expires - timedelta(microseconds=789),
     }
@@ -449,3 +457,74 @@ async def test_purge_expired(
 
     counts = await store.purge_expired(NOW + 2 * HOUR)
     assert (counts.messages, counts.tombstones, counts.mailboxes) == (0, 0, 0)
+
+
+# --- take-over and chunk purge: one rule on both adapters (drifts found in review) --------------
+async def test_a_take_over_after_a_purge_removes_leftovers_and_keeps_seqs_above_them(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    """The record was purged, but mail of its owner outlived it (a long message TTL)."""
+    first = make_mailbox(ADDR, expires_at=NOW + DAY, purge_after=NOW + 2 * DAY)
+    assert await store.create_mailbox(first, NOW)
+    leftovers = [make_message(ADDR, expires_at=NOW + 30 * DAY) for _ in range(3)]
+    old = await store.store_messages(leftovers, NOW)
+    counts = await store.purge_expired(NOW + 2 * DAY)
+    assert (counts.mailboxes, counts.messages) == (1, 0)
+    assert await store.get_mailbox(ADDR) is None
+
+    later = NOW + 3 * DAY
+    second = make_mailbox(
+        ADDR, created_at=later, expires_at=later + 15 * DAY, purge_after=later + 45 * DAY
+    )
+    assert await store.create_mailbox(second, later)
+    assert await store.list_messages(ADDR, limit=10) == []
+    for message in leftovers:
+        assert await store.get_raw(ADDR, message.id) is None
+    assert await raw_chunk_count(store) == 0
+
+    fresh = make_message(ADDR, received_at=later, expires_at=later + DAY)
+    [new] = await store.store_messages([fresh], later)
+    assert new.status == "inserted" and new.seq is not None
+    assert new.seq > max(r.seq or 0 for r in old)
+    replayed = await store.store_messages(leftovers, later)
+    assert {r.status for r in replayed} == {"predates_mailbox"}
+    assert [m.id for m in await store.list_messages(ADDR, limit=10)] == [fresh.id]
+
+
+async def test_a_take_over_removes_mail_of_the_previous_owner_with_any_seq(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    """Even a message whose seq is above the old record's counter (MongoDB once kept it)."""
+    first = make_mailbox(ADDR, expires_at=NOW + DAY, purge_after=NOW + 2 * DAY)
+    assert await store.create_mailbox(first, NOW)
+    await store.store_messages([make_message(ADDR, expires_at=NOW + 30 * DAY)], NOW)
+    later = NOW + 2 * DAY
+    second = make_mailbox(ADDR, created_at=later, expires_at=later + DAY, purge_after=later + DAY)
+    assert await store.create_mailbox(second, later)
+    late = make_message(ADDR, received_at=later, expires_at=later + 30 * DAY)
+    [stored] = await store.store_messages([late], later)
+    assert stored.status == "inserted"
+
+    third_at = later + DAY
+    third = make_mailbox(ADDR, created_at=third_at, expires_at=third_at + DAY)
+    assert await store.create_mailbox(third, third_at)
+    assert await store.list_messages(ADDR, limit=10) == []
+    assert await raw_chunk_count(store) == 0
+    [again] = await store.store_messages([late], third_at)
+    assert again.status == "predates_mailbox"
+
+
+async def test_raw_chunks_are_purged_by_their_own_expiry(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    big = make_message(ADDR, expires_at=NOW + HOUR, raw=b"z" * (2 * CHUNK_SIZE + 1))
+    kept = make_message(ADDR, expires_at=NOW + DAY)
+    await store.store_messages([big, kept], NOW)
+    await plant_orphan_chunk(store, "never-written", NOW + HOUR)
+    assert await raw_chunk_count(store) == 3 + 1 + 1
+
+    counts = await store.purge_expired(NOW + HOUR)
+    assert (counts.messages, counts.chunks) == (1, 4)
+    assert await raw_chunk_count(store) == 1
+    assert await store.get_raw(ADDR, kept.id) == kept.raw

@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from schemas.records import ENVELOPE_HEADER, RawMailEnvelope, new_ingest_id
+from schemas.topics import raw_mail_topic
 from store import NewMessage, WriteResult
 from streams.service import MailboxView, RawRecord, store_raw_batch
 
@@ -55,7 +56,8 @@ def _record(
         client_address="127.0.0.1",
         received_at=NOW,
     )
-    return RawRecord(body, env.to_headers(), partition=2, offset=offset)
+    _key, _value, headers = raw_mail_topic.encode(env, body=body)
+    return RawRecord(body, headers, partition=2, offset=offset)
 
 
 async def test_stores_known_and_drops_unknown_with_reasons() -> None:
@@ -81,12 +83,13 @@ async def test_stores_known_and_drops_unknown_with_reasons() -> None:
         now=NOW,
     )
     assert len(store.batches) == 1 and len(store.batches[0]) == 2  # one store call per batch
-    assert [ev.seq for _, ev in out.deliveries] == [1, 2]
-    assert {k for k, _ in out.deliveries} == {"bob@tmpmail.test"}
+    assert [ev.seq for ev in out.deliveries] == [1, 2]
+    assert {ev.address for ev in out.deliveries} == {"bob@tmpmail.test"}
     reasons = {(d.reason, d.source_offset) for _, d in out.dropped}
     assert reasons == {("unknown_mailbox", 11), ("expired_mailbox", 12), ("bad_envelope", 13)}
     # Without an envelope, the drop keeps the record's own key so it can be traced.
-    assert ("who@tmpmail.test", "bad_envelope") in {(k, d.reason) for k, d in out.dropped}
+    assert (b"who@tmpmail.test", "bad_envelope") in {(k, d.reason) for k, d in out.dropped}
+    assert (b"nobody@tmpmail.test", "unknown_mailbox") in {(k, d.reason) for k, d in out.dropped}
     stored = store.batches[0][0]
     assert stored.raw == records[0].value and stored.subject == "hi"
     assert stored.expires_at == NOW + TTL
@@ -120,5 +123,5 @@ async def test_batch_of_only_drops_never_calls_the_store() -> None:
         [_record("x@tmpmail.test", 1)], lookup=Lookup({}), store=store, message_ttl=TTL, now=NOW
     )  # type: ignore[arg-type]
     assert store.batches == [] and out.counts["dropped:unknown_mailbox"] == 1
-    assert out.dropped[0][0] == "x@tmpmail.test"
+    assert out.dropped[0][0] == b"x@tmpmail.test"
     assert ENVELOPE_HEADER  # the header name is part of the contract
