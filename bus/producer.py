@@ -1,8 +1,9 @@
 """An asyncio face on confluent-kafka's producer: ``await send(...)`` resolves on the broker's ack.
 
 The librdkafka producer is thread-safe; a daemon thread polls it so delivery callbacks
-fire promptly, and each callback resolves its asyncio future with
-``loop.call_soon_threadsafe``. Nothing blocks the event loop: ``produce`` only enqueues,
+fire promptly. Callbacks queue their outcome, and the event loop is woken once for all
+the outcomes that arrive together (one ``call_soon_threadsafe``, not one per record: each
+wakes the loop through a pipe). Nothing blocks the event loop: ``produce`` only enqueues,
 and a full local queue (``BufferError``) is retried with a short, bounded back-off.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -50,6 +52,8 @@ class AsyncProducer:
         self._producer: Producer | None = None
         self._poller: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._settled: deque[tuple[asyncio.Future[Ack], KafkaError | None, Ack]] = deque()
+        self._wake_pending = False
 
     async def start(self) -> None:
         if self._producer is not None:
@@ -83,7 +87,12 @@ class AsyncProducer:
         future: asyncio.Future[Ack] = loop.create_future()
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            loop.call_soon_threadsafe(_settle, future, err, msg)
+            # On librdkafka's side (the poll thread, or flush): queue, and wake the loop once.
+            ack = Ack(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
+            self._settled.append((future, err, ack))
+            if not self._wake_pending:
+                self._wake_pending = True
+                loop.call_soon_threadsafe(self._settle_all)
 
         for _attempt in range(self._buffer_retries):
             try:
@@ -126,6 +135,14 @@ class AsyncProducer:
             )
         )
 
+    def _settle_all(self) -> None:
+        """On the loop: resolve every queued outcome (reset the flag first, so an outcome
+        queued meanwhile schedules another call)."""
+        self._wake_pending = False
+        settled = self._settled
+        while settled:
+            _settle(*settled.popleft())
+
     def _require(self) -> Producer:
         if self._producer is None:
             raise ProduceError("producer is not started")
@@ -144,7 +161,7 @@ class AsyncProducer:
         log.log(level, "kafka producer: %s", err.str())
 
 
-def _settle(future: asyncio.Future[Ack], err: KafkaError | None, msg: Message) -> None:
+def _settle(future: asyncio.Future[Ack], err: KafkaError | None, ack: Ack) -> None:
     if future.done():
         return
     if err is not None:
@@ -152,7 +169,7 @@ def _settle(future: asyncio.Future[Ack], err: KafkaError | None, msg: Message) -
             ProduceError(f"not acknowledged: {err.str()}", retriable=err.retriable())
         )
     else:
-        future.set_result(Ack(msg.topic() or "", msg.partition() or 0, msg.offset() or 0))
+        future.set_result(ack)
 
 
 def _produce_error(exc: Exception) -> ProduceError:

@@ -1,9 +1,10 @@
 """The ``tmpmail`` command: run the whole stack locally, or one service in the foreground.
 
-    tmpmail up [--detach] [--store sqlite|mongodb]   Kafka (+ FerretDB), topics, services
+    tmpmail up [--detach] [--store sqlite|mongodb] [--ingest N]
+                                                     Kafka (+ FerretDB), topics, services
     tmpmail down                                     stop everything ``up`` started
     tmpmail status                                   one line per process; exit 0 if all run
-    tmpmail ingest | streams | api                   one service in the foreground
+    tmpmail ingest [--index I] | streams | api       one service in the foreground
     tmpmail topics                                   create the topics and exit
     tmpmail health ingest|streams|api                exit 0 if that service is ready here
 
@@ -28,6 +29,8 @@ DEFAULT_READY_TIMEOUT_S = 120.0
 
 def _up(args: argparse.Namespace, settings: Settings) -> int:
     store = args.store or settings.store
+    if args.ingest is not None:
+        settings = settings.model_copy(update={"ingest_processes": args.ingest})
     return Launcher(settings).up(store=store, detach=args.detach, timeout_s=args.timeout)
 
 
@@ -40,9 +43,15 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    if args.index >= settings.ingest_processes:
+        raise LaunchError(
+            f"--index {args.index} is not below TMPMAIL_INGEST_PROCESSES "
+            f"({settings.ingest_processes}): the processes sharing the port are numbered "
+            f"0 .. {settings.ingest_processes - 1}."
+        )
     from ingest.main import run
 
-    run(settings)
+    run(settings, index=args.index)
     return 0
 
 
@@ -76,15 +85,45 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _ingest_ready(settings: Settings) -> bool:
+    """Every ingest process that ``up`` started here (or TMPMAIL_INGEST_PROCESSES of them,
+    as compose runs one per container) is ready, and the port answers EHLO."""
+    return health.ingest_ready(settings, Launcher(settings).recorded_plan().ingest_processes)
+
+
 def _health(args: argparse.Namespace, settings: Settings) -> int:
     probes: dict[str, Callable[[Settings], bool]] = {
-        "ingest": health.smtp_ready,
+        "ingest": _ingest_ready,
         "streams": health.streams_ready,
         "api": health.api_ready,
     }
     ready = probes[args.service](settings)
     print(f"{args.service}: {'ready' if ready else 'not ready'}")
     return 0 if ready else 1
+
+
+def _setting_bounds(field: str) -> tuple[int, int | None]:
+    """The ``ge`` and ``le`` bounds of setting ``field`` (no upper bound: None)."""
+    rules = Settings.model_fields[field].metadata
+    low = next((int(rule.ge) for rule in rules if hasattr(rule, "ge")), 0)
+    high = next((int(rule.le) for rule in rules if hasattr(rule, "le")), None)
+    return low, high
+
+
+def _whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high`` (or any above ``low``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            allowed = f"from {low} to {high}" if high is not None else f"{low} or more"
+            raise argparse.ArgumentTypeError(f"must be {allowed}, not {value}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,13 +144,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_READY_TIMEOUT_S,
         help="seconds each service may take to become ready (default: %(default)s)",
     )
+    up.add_argument(
+        "--ingest",
+        type=_whole_number(*_setting_bounds("ingest_processes")),
+        metavar="N",
+        help="ingest processes sharing the SMTP port (default: TMPMAIL_INGEST_PROCESSES)",
+    )
     up.set_defaults(func=_up)
     sub.add_parser("down", help="stop everything `up` started").set_defaults(func=_down)
     sub.add_parser("status", help="show our processes; exit 0 if all run").set_defaults(
         func=_status
     )
+    ingest = sub.add_parser("ingest", help="run the SMTP server in the foreground")
+    ingest.add_argument(
+        "--index",
+        type=_whole_number(0),
+        default=0,
+        metavar="I",
+        help="which of the TMPMAIL_INGEST_PROCESSES processes sharing the port this is "
+        "(0 .. N-1; default: %(default)s)",
+    )
+    ingest.set_defaults(func=_ingest)
     for name, func, what in (
-        ("ingest", _ingest, "the SMTP server"),
         ("streams", _streams, "the Faust stream processor"),
         ("api", _api, "the HTTP API and live events"),
     ):

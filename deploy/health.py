@@ -2,7 +2,8 @@
 
 They implement the services' readiness contracts:
 
-* ingest answers ``EHLO`` on ``smtp_host:smtp_port``;
+* ingest process ``i`` (of ``TMPMAIL_INGEST_PROCESSES``, all on one port) has written
+  ``<run>/ingest-<i>.ready`` (JSON with its pid) once it listens; the port answers ``EHLO``;
 * streams has written ``<run>/streams.ready`` (JSON with its pid) and not removed it;
 * api answers ``GET /readyz`` with 200;
 * Kafka answers a metadata request that lists a registered broker (an open port is not
@@ -17,6 +18,7 @@ import smtplib
 import socket
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from bus.admin import broker_registered
 from deploy.procs import proc_info
@@ -73,21 +75,42 @@ def api_ready(settings: Settings) -> bool:
     return http_ok(settings, "/readyz")
 
 
-def streams_ready_pid(settings: Settings) -> int | None:
-    """The pid written in the streams ready file, or None if it is absent or unreadable."""
+def ready_file_pid(path: Path) -> int | None:
+    """The pid written in the ready file ``path``, or None if it is absent or unreadable."""
     try:
-        record = json.loads(settings.streams_ready_file.read_text())
+        record = json.loads(path.read_text())
         return int(record["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def streams_ready(settings: Settings, expected_pid: int | None = None) -> bool:
-    """Ready file present and written by ``expected_pid`` (or by any live process)."""
-    pid = streams_ready_pid(settings)
+def written_by(path: Path, expected_pid: int | None = None) -> bool:
+    """Ready file ``path`` present and written by ``expected_pid`` (or by any live process)."""
+    pid = ready_file_pid(path)
     if pid is None:
         return False
     if expected_pid is not None:
         return pid == expected_pid
     info = proc_info(pid)
     return info is not None and not info.zombie
+
+
+def streams_ready(settings: Settings, expected_pid: int | None = None) -> bool:
+    """Ready file present and written by ``expected_pid`` (or by any live process)."""
+    return written_by(settings.streams_ready_file, expected_pid)
+
+
+def ingest_process_ready(settings: Settings, index: int, expected_pid: int | None = None) -> bool:
+    """Ingest process ``index`` listens: its ready file names ``expected_pid`` (or a live one)."""
+    return written_by(settings.ingest_ready_file(index), expected_pid)
+
+
+def ingest_ready(settings: Settings, processes: int | None = None) -> bool:
+    """Every ingest process ``0 .. processes - 1`` (default: TMPMAIL_INGEST_PROCESSES) has its
+    ready file, by a live pid, and the port answers EHLO.
+
+    EHLO alone reaches one process of several; a ready file alone can outlive its writer
+    under a pid that comes back (a restarted container's ingest is pid 1 again)."""
+    count = settings.ingest_processes if processes is None else processes
+    files = all(ingest_process_ready(settings, index) for index in range(count))
+    return files and smtp_ready(settings)

@@ -3,8 +3,10 @@
 ``up`` provisions what is missing, starts Kafka (and the FerretDB stand-in for
 ``--store mongodb`` with a loopback ``TMPMAIL_MONGO_URL``), creates every topic, then
 starts streams, api and ingest as child processes, each in its own session, and waits
-until each one is ready. State lives under ``settings.state_dir``: ``logs/<name>.log``,
-``run/<name>.pid``, ``run/stack.json`` (what ``up`` started) and the data directories.
+until each one is ready. Ingest runs as ``TMPMAIL_INGEST_PROCESSES`` processes on one
+SMTP port (SO_REUSEPORT), named ``ingest-0`` .. ``ingest-<N-1>``. State lives under
+``settings.state_dir``: ``logs/<name>.log``, ``run/<name>.pid``, ``run/stack.json`` (what
+``up`` started) and the data directories.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,7 +34,7 @@ from deploy.procs import (
     can_bind,
     describe_pids,
     port_holders,
-    stop_group,
+    stop_groups,
     wait_until,
 )
 from deploy.procs import spawn as spawn_process
@@ -40,10 +43,11 @@ from schemas.settings import Settings
 Store = Literal["sqlite", "mongodb"]
 Output = Callable[[str], None]
 
-#: Start order; ``down`` stops in the reverse order, Kafka last.
+#: Start order of the roles; ``down`` stops in the reverse order, Kafka last. The ingest
+#: role runs as ``ingest-0`` .. ``ingest-<N-1>`` (:func:`ingest_name`).
 PROCESS_ORDER = ("kafka", "ferretdb", "streams", "api", "ingest")
-SERVICES = ("streams", "api", "ingest")
 LAUNCHER = "launcher"
+INGEST_NAME = re.compile(r"ingest-(0|[1-9][0-9]*)")
 
 KAFKA_READY_TIMEOUT_S = 60.0
 FERRETDB_READY_TIMEOUT_S = 30.0
@@ -56,6 +60,33 @@ READY_POLL_S = 0.2
 
 class LaunchError(RuntimeError):
     """The stack cannot start or stop as asked; the message says what to do."""
+
+
+def ingest_name(index: int) -> str:
+    return f"ingest-{index}"
+
+
+def ingest_index(name: str) -> int | None:
+    """``3`` for ``ingest-3``; None for a name that is not an ingest process's."""
+    match = INGEST_NAME.fullmatch(name)
+    return int(match.group(1)) if match else None
+
+
+def role_of(name: str) -> str:
+    """The role in :data:`PROCESS_ORDER` of process ``name``: ``ingest`` for ``ingest-3``."""
+    return "ingest" if ingest_index(name) is not None else name
+
+
+def start_order(name: str) -> tuple[int, int]:
+    """Sort key: by role in :data:`PROCESS_ORDER`, ingest processes by index."""
+    return PROCESS_ORDER.index(role_of(name)), ingest_index(name) or 0
+
+
+def service_command(name: str) -> list[str]:
+    """How the launcher runs service ``name`` (``streams``, ``api``, ``ingest-<i>``)."""
+    index = ingest_index(name)
+    args = [name] if index is None else ["ingest", "--index", str(index)]
+    return [sys.executable, "-m", "deploy.cli", *args]
 
 
 @dataclass(frozen=True)
@@ -76,11 +107,18 @@ class Plan:
     local_kafka: bool
     local_mongo: bool
     ports: tuple[Port, ...]
+    ingest_processes: int = 1
+
+    @property
+    def ingest_names(self) -> list[str]:
+        return [ingest_name(index) for index in range(self.ingest_processes)]
 
     @property
     def processes(self) -> list[str]:
+        """Every process ``up`` starts, in start order."""
         wanted = {"kafka": self.local_kafka, "ferretdb": self.local_mongo}
-        return [name for name in PROCESS_ORDER if wanted.get(name, True)]
+        names = [role for role in PROCESS_ORDER if role != "ingest" and wanted.get(role, True)]
+        return sorted([*names, *self.ingest_names], key=start_order)
 
 
 def is_loopback(host: str | None) -> bool:
@@ -127,7 +165,7 @@ def make_plan(settings: Settings, store: Store) -> Plan:
         ]
     if local_mongo:
         ports.append(Port("mongo", "127.0.0.1", settings.mongo_port, "TMPMAIL_MONGO_URL"))
-    return Plan(store, local_kafka, local_mongo, tuple(ports))
+    return Plan(store, local_kafka, local_mongo, tuple(ports), settings.ingest_processes)
 
 
 def log_tail(path: Path, lines: int = 20) -> str:
@@ -201,10 +239,19 @@ class Launcher:
     def stack_file(self) -> Path:
         return self.settings.run_dir / "stack.json"
 
+    def known_processes(self) -> list[str]:
+        """Every process of ours that may run, in start order: each role but ingest, and
+        each ingest process with a pid file (whatever the N of the run that started it)
+        or started by this launcher (its pid file may not be written yet)."""
+        with_pid_files = {path.stem for path in self.settings.run_dir.glob("ingest-*.pid")}
+        ingest = [n for n in with_pid_files | set(self.children) if ingest_index(n) is not None]
+        others = [role for role in PROCESS_ORDER if role != "ingest"]
+        return sorted([*others, *ingest], key=start_order)
+
     def running(self) -> dict[str, int]:
         """Our live processes by name (launcher included); stale pid files are removed."""
         live = {}
-        for name in (LAUNCHER, *PROCESS_ORDER):
+        for name in (LAUNCHER, *self.known_processes()):
             pid_file = self.pid_file(name)
             pid = pid_file.live_pid()
             if pid is not None:
@@ -222,6 +269,7 @@ class Launcher:
                 local_kafka=record["local_kafka"],
                 local_mongo=record["local_mongo"],
                 ports=tuple(Port(**port) for port in record["ports"]),
+                ingest_processes=record.get("ingest_processes", 1),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return make_plan(self.settings, self.settings.store)
@@ -287,8 +335,8 @@ class Launcher:
         if plan.local_mongo:
             self._start_ferretdb()
         self._create_topics()
-        self._start_services(["streams"], plan.store, timeout_s)
-        self._start_services(["api", "ingest"], plan.store, timeout_s)
+        self._start_services(["streams"], plan, timeout_s)
+        self._start_services(["api", *plan.ingest_names], plan, timeout_s)
 
     def _start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
         log = self.log_path(name)
@@ -331,18 +379,19 @@ class Launcher:
             ) from exc
         self.out(f"topics ready in {time.monotonic() - started:.1f}s")
 
-    def _service_env(self, store: Store) -> dict[str, str]:
+    def _service_env(self, plan: Plan) -> dict[str, str]:
         env = dict(os.environ)
-        env["TMPMAIL_STORE"] = store
+        env["TMPMAIL_STORE"] = plan.store
         env["TMPMAIL_STATE_DIR"] = str(self.settings.state_dir)
+        env["TMPMAIL_INGEST_PROCESSES"] = str(plan.ingest_processes)
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def _start_services(self, names: list[str], store: Store, timeout_s: float) -> None:
+    def _start_services(self, names: list[str], plan: Plan, timeout_s: float) -> None:
         started = time.monotonic()
-        env = self._service_env(store)
+        env = self._service_env(plan)
         for name in names:
-            self._start(name, [sys.executable, "-m", "deploy.cli", name], env)
+            self._start(name, service_command(name), env)
         self._await_ready(names, timeout_s, started)
 
     # --- readiness -------------------------------------------------------------------
@@ -356,8 +405,9 @@ class Launcher:
             return health.streams_ready(settings, pid)
         if name == "api":
             return health.api_ready(settings)
-        if name == "ingest":
-            return health.smtp_ready(settings)
+        index = ingest_index(name)
+        if index is not None:
+            return health.ingest_process_ready(settings, index, pid)
         raise ValueError(f"unknown process {name!r}")
 
     def _await_ready(self, names: list[str], timeout_s: float, started: float) -> None:
@@ -435,32 +485,47 @@ class Launcher:
         return 0 if clean else 1
 
     def stop_all(self, quiet: bool = False) -> bool:
-        """Stop every process of ours, services first and Kafka last; True if all ended."""
+        """Stop every process of ours, services first and Kafka last; True if all ended.
+
+        The processes of one role (the ingest processes) are stopped together."""
+        names = self.known_processes()
         clean = True
-        for name in reversed(PROCESS_ORDER):
-            pid_file = self.pid_file(name)
-            pid = pid_file.live_pid()
+        for role in reversed(PROCESS_ORDER):
+            clean = self._stop([name for name in names if role_of(name) == role], quiet) and clean
+        return clean
+
+    def _stop(self, names: list[str], quiet: bool) -> bool:
+        """Stop the processes ``names`` of one role at once; True if all ended."""
+        pids = {}
+        for name in names:
+            pid = self.pid_file(name).live_pid()
             child = self.children.get(name)
             if pid is None and child is not None and child.poll() is None:
                 pid = child.pid  # started, but interrupted before its pid file was written
             if pid is not None:
+                pids[name] = pid
                 if not quiet:
                     self.out(f"stopping {name} (pid {pid})...")
-                started = time.monotonic()
-                outcome = stop_group(pid, STOP_TIMEOUT_S[name])
-                if outcome != "stopped" or not quiet:
-                    self.out(f"{name} {outcome} in {time.monotonic() - started:.1f}s")
-                clean = clean and outcome != "stuck"
-            pid_file.remove()
-            if self.children.pop(name, None) is not None and child is not None:
+        started = time.monotonic()
+        timeout_s = max((STOP_TIMEOUT_S[role_of(name)] for name in pids), default=0.0)
+        outcomes = stop_groups(list(pids.values()), timeout_s)
+        for name, pid in pids.items():
+            if outcomes[pid] != "stopped" or not quiet:
+                self.out(f"{name} {outcomes[pid]} in {time.monotonic() - started:.1f}s")
+        for name in names:
+            self.pid_file(name).remove()
+            child = self.children.pop(name, None)
+            if child is not None:
                 child.poll()  # reap it
-        return clean
+        return "stuck" not in outcomes.values()
 
     def _forget_stack(self) -> None:
         """Once everything has stopped: no launcher, no plan, no stale ready file."""
         self.pid_file(LAUNCHER).remove()
         self.stack_file.unlink(missing_ok=True)
         self.settings.streams_ready_file.unlink(missing_ok=True)
+        for ready_file in self.settings.run_dir.glob("ingest-*.ready"):
+            ready_file.unlink(missing_ok=True)
 
     def _ports_released(self, plan: Plan) -> bool:
         def all_free() -> bool:
@@ -485,7 +550,7 @@ class Launcher:
             "ferretdb": settings.mongo_port,
             "api": settings.http_port,
             "ingest": settings.smtp_port,
-        }.get(name)
+        }.get(role_of(name))
 
     def status(self) -> int:
         live = self.running()
@@ -493,7 +558,8 @@ class Launcher:
             self.out(f"tmpmail is not running (state: {self.settings.state_dir}).")
             return 1
         expected = self.recorded_plan().processes
-        names = [name for name in PROCESS_ORDER if name in expected or name in live]
+        names = sorted(set(expected) | (set(live) - {LAUNCHER}), key=start_order)
+        width = max([9, *(len(name) + 1 for name in names)])
         all_alive = True
         for name in names:
             pid = live.get(name)
@@ -501,10 +567,10 @@ class Launcher:
             port = self.port_of(name)
             all_alive = all_alive and pid is not None
             self.out(
-                f"{name:<9} pid={pid if pid else '-':<8} alive={'yes' if pid else 'no':<4}"
+                f"{name:<{width}} pid={pid if pid else '-':<8} alive={'yes' if pid else 'no':<4}"
                 f"ready={'yes' if ready else 'no':<4}port={port if port else '-':<6}"
                 f"log={self.log_path(name)}"
             )
         if LAUNCHER in live:
-            self.out(f"launcher  pid={live[LAUNCHER]} (foreground `tmpmail up`)")
+            self.out(f"{LAUNCHER:<{width}} pid={live[LAUNCHER]} (foreground `tmpmail up`)")
         return 0 if all_alive else 1

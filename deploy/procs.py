@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,15 +124,15 @@ def spawn(
         )
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of process group ``pgid``."""
-    members = []
+def live_groups(pgids: Collection[int]) -> set[int]:
+    """Those of the process groups ``pgids`` that still have a live (non-zombie) member."""
+    live = set()
     for entry in PROC.iterdir():
         if entry.name.isdigit():
             info = proc_info(int(entry.name))
-            if info is not None and info.pgrp == pgid and not info.zombie:
-                members.append(info.pid)
-    return members
+            if info is not None and info.pgrp in pgids and not info.zombie:
+                live.add(info.pgrp)
+    return live
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:
@@ -158,15 +158,26 @@ def stop_group(pgid: int, timeout_s: float, kill_timeout_s: float = 5.0) -> str:
 
     Returns ``"stopped"``, ``"killed"`` or ``"stuck"`` (alive even after SIGKILL).
     """
-    if not group_members(pgid):
-        return "stopped"
-    _signal_group(pgid, signal.SIGTERM)
-    if wait_until(lambda: not group_members(pgid), timeout_s):
-        return "stopped"
-    _signal_group(pgid, signal.SIGKILL)
-    if wait_until(lambda: not group_members(pgid), kill_timeout_s):
-        return "killed"
-    return "stuck"
+    return stop_groups([pgid], timeout_s, kill_timeout_s)[pgid]
+
+
+def stop_groups(
+    pgids: Collection[int], timeout_s: float, kill_timeout_s: float = 5.0
+) -> dict[int, str]:
+    """:func:`stop_group` for several groups at once: one wait for all, not one each."""
+    outcomes = dict.fromkeys(pgids, "stopped")
+    asked = live_groups(outcomes)
+    for pgid in asked:
+        _signal_group(pgid, signal.SIGTERM)
+    wait_until(lambda: not live_groups(asked), timeout_s)
+    killed = live_groups(asked)
+    for pgid in killed:
+        _signal_group(pgid, signal.SIGKILL)
+        outcomes[pgid] = "killed"
+    wait_until(lambda: not live_groups(killed), kill_timeout_s)
+    for pgid in live_groups(killed):
+        outcomes[pgid] = "stuck"
+    return outcomes
 
 
 # --- ports ---------------------------------------------------------------------------

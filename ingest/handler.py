@@ -1,21 +1,30 @@
-"""The aiosmtpd hooks: thin. They ask :mod:`ingest.policy` and hand records to a sink.
+"""The SMTP session's hooks: thin. They ask :mod:`ingest.policy` and hand records to a sink.
 
 ``handle_DATA`` answers 250 only after the sink reports that the broker acknowledged
-every record of the mail; any failure of ours answers 451 (never aiosmtpd's default 500).
+every record of the mail; any failure of ours answers 451 (never a 5xx).
+
+A mail is held once, whatever its number of recipients: every recipient's record shares
+one value (our ``Received:`` line and the exact bytes), and only the envelope in the
+record's header differs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from typing import Any, Protocol
+from typing import Protocol
 
 from bus import AsyncProducer
 from ingest import policy
+from ingest.smtp import Envelope, Session
 from schemas.records import RawMailEnvelope, new_ingest_id, utcnow
 from schemas.topics import raw_mail_topic
 
 log = logging.getLogger(__name__)
+
+#: Bodies larger than this are hashed on a thread (hashlib releases the GIL).
+HASH_ON_THREAD_BYTES = 256 * 1024
 
 
 class RawMailSink(Protocol):
@@ -24,7 +33,7 @@ class RawMailSink(Protocol):
 
 
 class KafkaRawMailSink:
-    """Publishes raw-mail records, keyed by normalised recipient, and waits for every ack."""
+    """Publishes raw-mail records and waits for every ack, within ``timeout_s``."""
 
     def __init__(self, producer: AsyncProducer, timeout_s: float) -> None:
         self._producer = producer
@@ -36,64 +45,90 @@ class KafkaRawMailSink:
 
 
 class RawMailHandler:
-    """aiosmtpd handler: accepts mail for our domains and publishes it raw."""
+    """Accepts mail for our domains and publishes it raw, one record per recipient."""
 
-    def __init__(self, sink: RawMailSink, *, domains: list[str], hostname: str) -> None:
+    def __init__(
+        self,
+        sink: RawMailSink,
+        *,
+        domains: list[str],
+        hostname: str,
+        max_recipients: int = 100,
+        recipient_budget_bytes: int | None = None,
+    ) -> None:
         self._sink = sink
         self._domains = domains
         self._hostname = hostname
+        self._max_recipients = max_recipients
+        self._budget = recipient_budget_bytes
 
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
-        refusal = policy.check_recipient(address, self._domains, len(envelope.rcpt_tos))
+    def handle_RCPT(self, session: Session, envelope: Envelope, address: str) -> str:
+        refusal = policy.check_recipient(
+            address,
+            self._domains,
+            len(envelope.rcpt_tos),
+            max_recipients=self._max_recipients,
+            smtputf8=envelope.smtputf8,
+            declared_size=envelope.declared_size,
+            budget_bytes=self._budget,
+        )
         if refusal is not None:
             return refusal
         envelope.rcpt_tos.append(address)
         return policy.OK_RCPT
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+    async def handle_DATA(self, session: Session, envelope: Envelope) -> str:
         if not envelope.rcpt_tos:
             return policy.NO_RECIPIENTS
         ingest_id = new_ingest_id()
         try:
-            records = self._records(session, envelope, ingest_id)
+            records = await self._records(session, envelope, ingest_id)
             await self._sink.publish(records)
         except Exception as exc:
             log.warning("mail %s not stored: %s", ingest_id, exc or type(exc).__name__)
             return policy.NOT_STORED
         return policy.OK_QUEUED.format(ingest_id=ingest_id)
 
-    def _records(
-        self, session: Any, envelope: Any, ingest_id: str
+    async def _records(
+        self, session: Session, envelope: Envelope, ingest_id: str
     ) -> list[tuple[RawMailEnvelope, bytes]]:
-        content: bytes = envelope.original_content or b""
+        content = envelope.content
+        digest = await _sha256(content)
         received_at = utcnow()
-        tls = session.ssl is not None
-        client_ip = str(session.peer[0]) if session.peer else "unknown"
-        helo = session.host_name or ""
-        protocol = policy.protocol_name(
-            esmtp=bool(session.extended_smtp), tls=tls, smtputf8=bool(envelope.smtp_utf8)
+        recipients = envelope.rcpt_tos
+        trace = policy.received_header(
+            helo=session.helo,
+            client_ip=session.peer,
+            hostname=self._hostname,
+            protocol=policy.protocol_name(
+                esmtp=session.esmtp, tls=session.tls, smtputf8=envelope.smtputf8
+            ),
+            ingest_id=ingest_id,
+            recipient=recipients[0] if len(recipients) == 1 else None,
+            received_at=received_at,
         )
-        records = []
-        for recipient in envelope.rcpt_tos:
-            env = RawMailEnvelope(
-                ingest_id=ingest_id,
-                sender=envelope.mail_from or "",
-                recipient=recipient,
-                client_address=client_ip,
-                helo=helo,
-                tls=tls,
-                received_at=received_at,
+        value = trace + content  # one copy, shared by every recipient's record
+        envelope.content = b""
+        return [
+            (
+                RawMailEnvelope(
+                    ingest_id=ingest_id,
+                    sender=envelope.mail_from,
+                    recipient=recipient,
+                    client_address=session.peer,
+                    helo=session.helo,
+                    tls=session.tls,
+                    received_at=received_at,
+                    body_sha256=digest,
+                    recipients=len(recipients),
+                ),
+                value,
             )
-            trace = policy.received_header(
-                helo=helo,
-                client_ip=client_ip,
-                hostname=self._hostname,
-                protocol=protocol,
-                ingest_id=ingest_id,
-                recipient=recipient,
-                received_at=received_at,
-            )
-            records.append((env, trace + content))
-        return records
+            for recipient in recipients
+        ]
+
+
+async def _sha256(content: bytes) -> str:
+    if len(content) > HASH_ON_THREAD_BYTES:
+        return await asyncio.to_thread(lambda: hashlib.sha256(content).hexdigest())
+    return hashlib.sha256(content).hexdigest()

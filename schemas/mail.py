@@ -21,13 +21,15 @@ from pydantic import BaseModel, ConfigDict
 
 
 class MailSummary(BaseModel):
-    """Sender, subject, a text preview and the problems the parser met."""
+    """Sender, subject, a text preview, the Message-ID and the problems the parser met."""
 
     model_config = ConfigDict(frozen=True)
 
     sender: str = ""
     subject: str = ""
     preview: str = ""
+    #: The ``Message-ID:`` header as written (without surrounding space), or "".
+    message_id_header: str = ""
     parse_errors: tuple[str, ...] = ()
 
 

@@ -92,6 +92,12 @@ class RawMailEnvelope(Record):
     helo: str = ""
     tls: bool = False
     received_at: datetime
+    body_sha256: str = Field(
+        default="",
+        description="SHA-256 of the body as received (after dot-unstuffing, before our "
+        "Received: line): a sender's retry of the same mail under a new ingest id has it too.",
+    )
+    recipients: int = Field(default=1, ge=1, description="How many recipients the mail had.")
 
     @field_validator("received_at")
     @classmethod
@@ -105,6 +111,20 @@ class RawMailEnvelope(Record):
     @property
     def message_id(self) -> str:
         return message_id_for(self.ingest_id, self.recipient)
+
+    def stored_message_id(self, *, has_message_id_header: bool) -> str:
+        """The id the mail is stored under.
+
+        A sender that got 451 retries the same mail under a new ingest id, though some of
+        its records may have reached the log. Such a retry has the same body bytes, and
+        a real mail names itself in its ``Message-ID:`` header: a mail with both a body
+        digest and that header is stored under an id derived from them, so the retry
+        lands on the first copy. Mail without a Message-ID (load generators send the
+        same bytes again and again) keeps the id of its ingest id.
+        """
+        if self.body_sha256 and has_message_id_header:
+            return message_id_for(f"sha256:{self.body_sha256}", self.recipient)
+        return self.message_id
 
     @classmethod
     def from_headers(

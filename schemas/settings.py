@@ -53,6 +53,39 @@ class Settings(BaseSettings):
     )
     max_message_bytes: int = Field(default=10 * MIB, ge=1024, le=64 * MIB)
 
+    # --- smtp limits (ingest) ------------------------------------------------------------
+    smtp_tls_cert: Path | None = Field(
+        default=None, description="PEM certificate chain: STARTTLS is offered when set."
+    )
+    smtp_tls_key: Path | None = Field(default=None, description="PEM private key of the cert.")
+    ingest_processes: int = Field(
+        default=1, ge=1, le=64, description="Ingest processes sharing the SMTP port."
+    )
+    smtp_max_connections: int = Field(
+        default=1000, ge=1, le=100_000, description="Open SMTP connections per process."
+    )
+    smtp_max_connections_per_client: int = Field(
+        default=20, ge=1, le=100_000, description="Open connections from one client address."
+    )
+    smtp_max_recipients: int = Field(default=100, ge=1, le=10_000)
+    smtp_recipient_budget_bytes: int = Field(
+        default=200 * MIB,
+        ge=1024,
+        description="A mail's size times its recipients may not exceed this.",
+    )
+    smtp_max_command_bytes: int = Field(
+        default=2048, ge=512, le=65536, description="Longest command line, CRLF included."
+    )
+    smtp_max_bad_commands: int = Field(
+        default=10, ge=1, le=1000, description="Bad commands before a session is closed."
+    )
+    smtp_idle_timeout_s: float = Field(
+        default=300.0, gt=0, description="How long a client may stay silent (RFC 5321: 5 min)."
+    )
+    smtp_data_timeout_s: float = Field(
+        default=600.0, gt=0, description="How long one DATA may take in all, start to end."
+    )
+
     # --- kafka -------------------------------------------------------------------------
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_controller_port: int = Field(
@@ -129,6 +162,8 @@ class Settings(BaseSettings):
             self.sqlite_path = self.state_dir / "data" / "tmpmail.sqlite3"
         if self.smtp_port == self.http_port and self.smtp_host == self.http_host:
             raise ValueError("TMPMAIL_SMTP_PORT and TMPMAIL_HTTP_PORT must differ")
+        if (self.smtp_tls_cert is None) != (self.smtp_tls_key is None):
+            raise ValueError("set both TMPMAIL_SMTP_TLS_CERT and TMPMAIL_SMTP_TLS_KEY, or neither")
         if self.message_ttl_days > self.mailbox_ttl_days + self.mailbox_cooldown_days:
             raise ValueError(
                 "TMPMAIL_MESSAGE_TTL_DAYS must not exceed TMPMAIL_MAILBOX_TTL_DAYS + "
@@ -171,6 +206,10 @@ class Settings(BaseSettings):
     def streams_ready_file(self) -> Path:
         """Written by streams once it has its partitions and its table (see deploy.health)."""
         return self.run_dir / "streams.ready"
+
+    def ingest_ready_file(self, index: int) -> Path:
+        """Written by ingest process ``index`` once it listens, removed when it stops."""
+        return self.run_dir / f"ingest-{index}.ready"
 
     @property
     def log_dir(self) -> Path:

@@ -16,7 +16,6 @@ store; nothing touches a loop or a broker at import time.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -28,6 +27,7 @@ import faust
 from bus import AsyncProducer
 from schemas.keys import key_bytes
 from schemas.records import MailboxLifecycleEvent, RecordError, utcnow
+from schemas.runtime import write_ready_file
 from schemas.settings import Settings
 from schemas.topics import (
     MAILBOX_LIFECYCLE_TOPIC,
@@ -194,7 +194,7 @@ def build_app(settings: Settings, store: MailStore, producer: AsyncProducer) -> 
         if state is None:
             ready_file.unlink(missing_ok=True)
         else:
-            _write_ready(ready_file, state)
+            write_ready_file(ready_file, {"pid": os.getpid(), "partitions": state})
             log.info("ready: raw-mail partitions %s", state)
 
     return app
@@ -205,14 +205,6 @@ def _headers(event: Any) -> list[tuple[str, bytes]]:
     if isinstance(headers, dict):
         return list(headers.items())
     return list(headers or ())
-
-
-def _write_ready(path: os.PathLike[str], partitions: list[int]) -> None:
-    body = json.dumps({"pid": os.getpid(), "partitions": partitions})
-    tmp = f"{os.fspath(path)}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(body)
-    os.replace(tmp, path)
 
 
 async def _with_retry(attempt: Any) -> Any:

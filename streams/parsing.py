@@ -18,6 +18,8 @@ from html.parser import HTMLParser
 from schemas.mail import MailSummary
 
 PREVIEW_CHARS = 200
+#: RFC 5322 lines are at most 998 octets; a longer Message-ID is cut there.
+MESSAGE_ID_CHARS = 998
 #: Largest body part we decode for a preview; bigger parts are skipped.
 PREVIEW_SOURCE_LIMIT = 256 * 1024
 
@@ -35,8 +37,13 @@ def summarise(raw: bytes) -> MailSummary:
     sender = _decode_header(msg.get("From", ""), "From", errors)
     subject = _decode_header(msg.get("Subject", ""), "Subject", errors)
     preview = _preview(msg, errors)
+    message_id = _WS.sub(" ", str(msg.get("Message-ID", "") or "")).strip()[:MESSAGE_ID_CHARS]
     return MailSummary(
-        sender=sender, subject=subject, preview=preview, parse_errors=tuple(dict.fromkeys(errors))
+        sender=sender,
+        subject=subject,
+        preview=preview,
+        message_id_header=message_id,
+        parse_errors=tuple(dict.fromkeys(errors)),
     )
 
 

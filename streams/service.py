@@ -181,7 +181,7 @@ def _new_message(
     fields["sender"] = summary.sender or envelope.sender
     return NewMessage(
         **fields,
-        id=envelope.message_id,
+        id=envelope.stored_message_id(has_message_id_header=bool(summary.message_id_header)),
         address=envelope.mailbox_key,
         ingest_id=envelope.ingest_id,
         received_at=envelope.received_at,

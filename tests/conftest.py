@@ -34,6 +34,7 @@ from tests.fresh_kafka import fresh_kafka, kafka_libs  # noqa: F401 (fixtures fo
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_STATE_DIR = REPO / ".tmpmail-test" / "stack"
+TLS_DIR = REPO / ".tmpmail-test" / "tls"
 TEST_ENV = {
     "TMPMAIL_STATE_DIR": str(TEST_STATE_DIR),
     "TMPMAIL_SMTP_PORT": "12525",
@@ -41,7 +42,34 @@ TEST_ENV = {
     "TMPMAIL_KAFKA_BOOTSTRAP": "127.0.0.1:19092",
     "TMPMAIL_KAFKA_CONTROLLER_PORT": "19093",
     "TMPMAIL_MONGO_URL": "mongodb://127.0.0.1:27018/",
+    # Every test client is 127.0.0.1: the per-client limit is raised here, and its
+    # default has a test of its own (tests/ingest).
+    "TMPMAIL_SMTP_MAX_CONNECTIONS_PER_CLIENT": "1000",
+    # Short enough for the abuse and broker-stopped tests to see them fire.
+    "TMPMAIL_SMTP_DATA_TIMEOUT_S": "8",
+    "TMPMAIL_PRODUCE_TIMEOUT_S": "5",
+    # STARTTLS with a self-signed certificate made by tls_files() (swaks --tls).
+    "TMPMAIL_SMTP_TLS_CERT": str(TLS_DIR / "cert.pem"),
+    "TMPMAIL_SMTP_TLS_KEY": str(TLS_DIR / "key.pem"),
 }
+
+
+def tls_files() -> tuple[Path, Path]:
+    """The test stack's self-signed certificate and key, made once with openssl."""
+    cert, key = TLS_DIR / "cert.pem", TLS_DIR / "key.pem"
+    if not (cert.exists() and key.exists()):
+        TLS_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+                "-subj", "/CN=mx.tmpmail.test", "-keyout", str(key), "-out", str(cert),
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+    return cert, key
+
+
 #: First start provisions (Maven, and a Go build for mongodb): minutes, not seconds.
 UP_TIMEOUT_S = 900.0
 DOWN_TIMEOUT_S = 240.0
@@ -50,6 +78,7 @@ STACK_FIXTURES = {"stack_sqlite": "sqlite", "stack_mongodb": "mongodb"}
 
 def stack_environ(**extra: str) -> dict[str, str]:
     """This process's environment without any TMPMAIL_* of the developer's, plus TEST_ENV."""
+    tls_files()
     env = {key: value for key, value in os.environ.items() if not key.startswith("TMPMAIL_")}
     env.update(TEST_ENV)
     env.update(extra)

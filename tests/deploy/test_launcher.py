@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -9,14 +10,32 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from deploy import kafka, procs
+from deploy import health, kafka, procs
 from deploy.cli import main
-from deploy.launcher import Launcher, LaunchError, make_plan
-from deploy.procs import PidFile, can_bind, is_listening, proc_info, spawn, stop_group
+from deploy.launcher import (
+    Launcher,
+    LaunchError,
+    ingest_index,
+    make_plan,
+    role_of,
+    service_command,
+    start_order,
+)
+from deploy.procs import (
+    PidFile,
+    can_bind,
+    is_listening,
+    proc_info,
+    spawn,
+    stop_group,
+    stop_groups,
+)
+from schemas.runtime import write_ready_file
 from schemas.settings import Settings, load_settings
 from schemas.topics import topic_specs
 
@@ -71,14 +90,14 @@ def listener() -> Iterator[Callable[[int], socket.socket]]:
 
 def test_sqlite_plan_runs_kafka_and_the_services(make_settings: MakeSettings) -> None:
     plan = make_plan(make_settings(), "sqlite")
-    assert plan.processes == ["kafka", "streams", "api", "ingest"]
+    assert plan.processes == ["kafka", "streams", "api", "ingest-0"]
     assert [port.role for port in plan.ports] == ["smtp", "http", "kafka", "kafka controller"]
 
 
 def test_mongodb_plan_adds_ferretdb_for_a_loopback_url(make_settings: MakeSettings) -> None:
     settings = make_settings()
     plan = make_plan(settings, "mongodb")
-    assert plan.processes == ["kafka", "ferretdb", "streams", "api", "ingest"]
+    assert plan.processes == ["kafka", "ferretdb", "streams", "api", "ingest-0"]
     mongo = [port for port in plan.ports if port.role == "mongo"]
     assert [(port.port, port.variable) for port in mongo] == [
         (settings.mongo_port, "TMPMAIL_MONGO_URL")
@@ -101,7 +120,90 @@ def test_remote_mongodb_is_never_started(make_settings: MakeSettings, url: str) 
 
 def test_remote_kafka_is_not_started(make_settings: MakeSettings) -> None:
     plan = make_plan(make_settings(kafka_bootstrap="kafka.example.net:9092"), "sqlite")
-    assert plan.processes == ["streams", "api", "ingest"]
+    assert plan.processes == ["streams", "api", "ingest-0"]
+
+
+def test_a_plan_runs_one_named_process_per_ingest(make_settings: MakeSettings) -> None:
+    plan = make_plan(make_settings(ingest_processes=3), "sqlite")
+    assert plan.ingest_processes == 3
+    assert plan.processes == ["kafka", "streams", "api", "ingest-0", "ingest-1", "ingest-2"]
+    assert [port.role for port in plan.ports].count("smtp") == 1, "one port for all of them"
+
+
+def test_ingest_process_names() -> None:
+    assert [ingest_index(name) for name in ("ingest-0", "ingest-12")] == [0, 12]
+    for other in ("ingest", "ingest-", "ingest-01", "ingest-x", "api", "ingest-1.ready"):
+        assert ingest_index(other) is None, other
+    assert [role_of(name) for name in ("ingest-3", "api", "kafka")] == ["ingest", "api", "kafka"]
+    names = ["ingest-10", "kafka", "ingest-9", "api", "ingest-0", "streams", "ferretdb"]
+    assert sorted(names, key=start_order) == [
+        *("kafka", "ferretdb", "streams", "api"),
+        *("ingest-0", "ingest-9", "ingest-10"),
+    ]
+
+
+def test_each_ingest_process_is_started_with_its_index() -> None:
+    assert service_command("ingest-2")[1:] == ["-m", "deploy.cli", "ingest", "--index", "2"]
+    assert service_command("streams")[1:] == ["-m", "deploy.cli", "streams"]
+    assert service_command("ingest-0")[0] == sys.executable
+
+
+def test_stack_json_records_the_ingest_processes(make_settings: MakeSettings) -> None:
+    settings = make_settings(ingest_processes=4)
+    launcher = Launcher(settings, out=lambda line: None)
+    plan = make_plan(settings, "mongodb")
+    settings.run_dir.mkdir(parents=True)
+    launcher.stack_file.write_text(json.dumps(asdict(plan)))
+    assert json.loads(launcher.stack_file.read_text())["ingest_processes"] == 4
+    # `down` and `status` run without TMPMAIL_INGEST_PROCESSES: the record decides.
+    assert Launcher(make_settings(), out=lambda line: None).recorded_plan() == plan
+
+
+def test_a_stack_json_from_before_ingest_processes_means_one(
+    make_settings: MakeSettings,
+) -> None:
+    settings = make_settings()
+    launcher = Launcher(settings, out=lambda line: None)
+    record = asdict(make_plan(settings, "sqlite"))
+    del record["ingest_processes"]
+    settings.run_dir.mkdir(parents=True)
+    launcher.stack_file.write_text(json.dumps(record))
+    assert launcher.recorded_plan().processes == ["kafka", "streams", "api", "ingest-0"]
+
+
+def test_leftover_ingest_pid_files_are_known(make_settings: MakeSettings) -> None:
+    """`down` after `up --ingest 5`, when stack.json says 2 (or is gone), stops all five."""
+    settings = make_settings()
+    launcher = Launcher(settings, out=lambda line: None)
+    for name in ("ingest-0", "ingest-4", "ingest-11"):
+        launcher.pid_file(name).write(os.getpid())
+    launcher.pid_file("ingest-x").write(os.getpid())  # not a name of ours
+    assert launcher.known_processes() == [
+        *("kafka", "ferretdb", "streams", "api"),
+        *("ingest-0", "ingest-4", "ingest-11"),
+    ]
+    assert set(launcher.running()) == {"ingest-0", "ingest-4", "ingest-11"}
+
+
+def test_status_shows_one_line_per_ingest_process(
+    make_settings: MakeSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = make_settings()
+    plan = make_plan(make_settings(ingest_processes=2), "sqlite")
+    launcher = Launcher(settings)
+    settings.run_dir.mkdir(parents=True)
+    launcher.stack_file.write_text(json.dumps(asdict(plan)))
+    launcher.pid_file("ingest-1").write(os.getpid())
+    write_ready_file(settings.ingest_ready_file(1), {"pid": os.getpid(), "index": 1})
+    launcher.pid_file("ingest-2").write(os.getpid())  # a leftover of a larger N: shown too
+    assert launcher.status() == 1  # kafka, streams, api and ingest-0 are not running
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert list(lines) == ["kafka", "streams", "api", "ingest-0", "ingest-1", "ingest-2"]
+    assert "alive=no" in lines["ingest-0"]
+    assert f"pid={os.getpid()}" in lines["ingest-1"] and "ready=yes" in lines["ingest-1"]
+    assert "ready=no" in lines["ingest-2"], "ingest-2 has no ready file"
+    assert f"port={settings.smtp_port}" in lines["ingest-2"]
+    assert lines["ingest-1"].endswith(str(settings.log_dir / "ingest-1.log"))
 
 
 def test_server_properties_listen_on_the_configured_ports(make_settings: MakeSettings) -> None:
@@ -144,6 +246,19 @@ def test_stop_group_terminates_the_whole_group() -> None:
     assert stop_group(proc.pid, timeout_s=10) == "stopped"
     proc.wait(timeout=5)
     assert proc_info(proc.pid) is None
+
+
+def test_stop_groups_stops_several_in_one_wait() -> None:
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    procs_ = [_spawn(f"{stubborn}print('up', flush=True); time.sleep(60)") for _ in range(3)]
+    for proc in procs_:
+        assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
+    started = time.monotonic()
+    outcomes = stop_groups([proc.pid for proc in procs_], timeout_s=1.0)
+    assert outcomes == {proc.pid: "killed" for proc in procs_}
+    assert time.monotonic() - started < 4, "one wait for all, not one each"
+    for proc in procs_:
+        assert proc.wait(timeout=5) == -signal.SIGKILL
 
 
 def test_stop_group_kills_what_ignores_sigterm() -> None:
@@ -215,6 +330,70 @@ def test_down_and_status_when_nothing_runs(
     assert main(["health", "api"]) == 1
     assert main(["health", "streams"]) == 1
     assert main(["health", "ingest"]) == 1
+
+
+def test_down_stops_every_ingest_process_first_and_forgets_their_ready_files(
+    make_settings: MakeSettings,
+) -> None:
+    """Stand-ins (sleep) under the names of a stack whose stack.json says two ingest
+    processes, plus a leftover ingest-5 of a larger N: all stop, ingest first, Kafka last."""
+    settings = make_settings()
+    lines: list[str] = []
+    launcher = Launcher(settings, out=lines.append)
+    settings.run_dir.mkdir(parents=True)
+    plan = make_plan(make_settings(ingest_processes=2), "sqlite")
+    launcher.stack_file.write_text(json.dumps(asdict(plan)))
+    stand_ins = {}
+    for name in ("kafka", "api", "ingest-0", "ingest-1", "ingest-5"):
+        stand_ins[name] = subprocess.Popen(["sleep", "60"], start_new_session=True)
+        launcher.pid_file(name).write(stand_ins[name].pid)
+    for index in (0, 1, 5):
+        write_ready_file(settings.ingest_ready_file(index), {"pid": 1, "index": index})
+    assert launcher.down() == 0
+    for name, proc in stand_ins.items():
+        assert proc.wait(timeout=5) == -signal.SIGTERM, name
+    stopping = [line.split()[1] for line in lines if line.startswith("stopping ")]
+    assert stopping == ["ingest-0", "ingest-1", "ingest-5", "api", "kafka"]
+    assert not list(settings.run_dir.glob("*.pid"))
+    assert not list(settings.run_dir.glob("ingest-*.ready"))
+    assert not launcher.stack_file.exists()
+
+
+def test_ingest_readiness_is_its_ready_file_by_its_pid(make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    launcher = Launcher(settings, out=lambda line: None)
+    assert not launcher.probe("ingest-1", os.getpid())
+    write_ready_file(settings.ingest_ready_file(1), {"pid": os.getpid(), "index": 1})
+    assert launcher.probe("ingest-1", os.getpid())
+    assert not launcher.probe("ingest-1", os.getpid() + 1), "written by another process"
+    assert not launcher.probe("ingest-0", os.getpid()), "each process has its own file"
+    assert health.ingest_process_ready(settings, 1)  # any live writer, for `health`
+
+
+def test_health_ingest_wants_every_ready_file_and_an_smtp_answer(
+    make_settings: MakeSettings, listener: Callable[[int], socket.socket]
+) -> None:
+    settings = make_settings()
+    write_ready_file(settings.ingest_ready_file(0), {"pid": os.getpid(), "index": 0})
+    assert not health.ingest_ready(settings, 2), "ingest-1 has no ready file"
+    write_ready_file(settings.ingest_ready_file(1), {"pid": os.getpid(), "index": 1})
+    listener(settings.smtp_port)  # accepts, never greets: a stale file must not pass
+    assert not health.ingest_ready(settings, 2)
+
+
+def test_cli_ingest_counts_and_indexes_are_bounded(
+    make_settings: MakeSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_settings()
+    for bad in ("0", "65", "two"):
+        with pytest.raises(SystemExit) as caught:
+            main(["up", "--ingest", bad])
+        assert caught.value.code == 2
+        assert "--ingest" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["ingest", "--index", "-1"])
+    assert main(["ingest", "--index", "1"]) == 1  # TMPMAIL_INGEST_PROCESSES is 1
+    assert "TMPMAIL_INGEST_PROCESSES" in capsys.readouterr().err
 
 
 def test_an_open_kafka_port_alone_is_not_ready(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.launcher import PROCESS_ORDER, Launcher
+from deploy.launcher import LAUNCHER, Launcher
 from deploy.procs import PidFile, is_listening, proc_info, wait_until
 from schemas.settings import Settings
 from tests.conftest import StackSwitch
@@ -39,11 +39,12 @@ def ports_of(settings: Settings, store: str) -> list[int]:
 
 
 def recorded_pids(settings: Settings) -> dict[str, int]:
+    """The pid files of the stack's processes (``ingest-0`` .. for ingest), by name."""
     pids = {}
-    for name in PROCESS_ORDER:
-        record = PidFile(settings.run_dir / f"{name}.pid").read()
-        if record is not None:
-            pids[name] = record[0]
+    for path in settings.run_dir.glob("*.pid"):
+        record = PidFile(path).read()
+        if record is not None and path.stem != LAUNCHER:
+            pids[path.stem] = record[0]
     return pids
 
 
@@ -77,10 +78,10 @@ def test_up_status_down_and_a_warm_restart_sqlite(stack_switch: StackSwitch) -> 
     first = up_detached(switch, "sqlite")
     print(f"\nfirst up --detach (sqlite, may provision): {first:.1f}s")
     status = check(switch.run("status", timeout_s=COMMAND_TIMEOUT_S), "status")
-    for name in ("kafka", "streams", "api", "ingest"):
+    for name in ("kafka", "streams", "api", "ingest-0"):
         assert f"{name} " in status and "alive=no" not in status, status
     pids = recorded_pids(settings)
-    assert set(pids) == {"kafka", "streams", "api", "ingest"}
+    assert set(pids) == {"kafka", "streams", "api", "ingest-0"}
 
     started = time.monotonic()
     check(switch.run("down", timeout_s=COMMAND_TIMEOUT_S), "down")
@@ -103,7 +104,7 @@ def test_up_down_mongodb_runs_ferretdb(stack_switch: StackSwitch) -> None:
     took = up_detached(switch, "mongodb")
     print(f"\nup --detach (mongodb, may build FerretDB): {took:.1f}s")
     pids = recorded_pids(settings)
-    assert set(pids) == {"kafka", "ferretdb", "streams", "api", "ingest"}
+    assert set(pids) == {"kafka", "ferretdb", "streams", "api", "ingest-0"}
     assert is_listening(settings.mongo_port)
     check(switch.run("status", timeout_s=COMMAND_TIMEOUT_S), "status")
 

@@ -1,8 +1,8 @@
-"""The aiosmtpd hooks with an in-memory sink (pure logic; the real path is in tests/e2e)."""
-
-from types import SimpleNamespace
+"""The SMTP hooks with an in-memory sink (pure logic; the wire is in test_smtp, the broker
+path in tests/e2e)."""
 
 from ingest.handler import RawMailHandler
+from ingest.smtp import Envelope, Session
 from schemas.records import RawMailEnvelope
 
 
@@ -17,16 +17,12 @@ class RecordingSink:
         self.records.extend(records)
 
 
-def _session() -> SimpleNamespace:
-    return SimpleNamespace(
-        ssl=None, peer=("192.0.2.7", 5000), host_name="client.example", extended_smtp=True
-    )
+def _session() -> Session:
+    return Session(peer="192.0.2.7", helo="client.example", esmtp=True)
 
 
-def _envelope(rcpts: list[str], content: bytes) -> SimpleNamespace:
-    return SimpleNamespace(
-        rcpt_tos=rcpts, original_content=content, mail_from="a@example.org", smtp_utf8=False
-    )
+def _envelope(rcpts: list[str], content: bytes) -> Envelope:
+    return Envelope(mail_from="a@example.org", rcpt_tos=rcpts, content=content)
 
 
 async def test_data_publishes_one_record_per_recipient_and_answers_250() -> None:
@@ -34,7 +30,7 @@ async def test_data_publishes_one_record_per_recipient_and_answers_250() -> None
     handler = RawMailHandler(sink, domains=["tmpmail.test"], hostname="mx.tmpmail.test")
     body = b"Subject: hi\r\n\r\n\x00\xff bytes as sent\r\n"
     reply = await handler.handle_DATA(
-        None, _session(), _envelope(["A@tmpmail.test", "b+x@tmpmail.test"], body)
+        _session(), _envelope(["A@tmpmail.test", "b+x@tmpmail.test"], body)
     )
     assert reply.startswith("250 2.0.0 ")
     assert [env.mailbox_key for env, _ in sink.records] == ["a@tmpmail.test", "b@tmpmail.test"]
@@ -44,21 +40,35 @@ async def test_data_publishes_one_record_per_recipient_and_answers_250() -> None
         assert value.startswith(b"Received: from client.example ([192.0.2.7])")
         assert value.endswith(body)  # exact bytes, never re-encoded
         assert env.client_address == "192.0.2.7" and env.helo == "client.example"
+        assert env.recipients == 2
+
+
+async def test_one_recipient_is_named_in_the_trace_line() -> None:
+    sink = RecordingSink()
+    handler = RawMailHandler(sink, domains=["tmpmail.test"], hostname="mx")
+    await handler.handle_DATA(_session(), _envelope(["bob@tmpmail.test"], b"x\r\n"))
+    [(_env, value)] = sink.records
+    assert b"\tfor <bob@tmpmail.test>;" in value
+
+
+async def test_a_retry_has_the_same_body_digest_under_a_new_ingest_id() -> None:
+    sink = RecordingSink()
+    handler = RawMailHandler(sink, domains=["tmpmail.test"], hostname="mx")
+    for _ in range(2):
+        await handler.handle_DATA(_session(), _envelope(["bob@tmpmail.test"], b"same\r\n"))
+    first, second = (env for env, _ in sink.records)
+    assert first.ingest_id != second.ingest_id and first.body_sha256 == second.body_sha256
 
 
 async def test_broker_failure_answers_451_not_5xx() -> None:
     handler = RawMailHandler(RecordingSink(fail=True), domains=["tmpmail.test"], hostname="mx")
-    reply = await handler.handle_DATA(None, _session(), _envelope(["a@tmpmail.test"], b"x\r\n"))
+    reply = await handler.handle_DATA(_session(), _envelope(["a@tmpmail.test"], b"x\r\n"))
     assert reply.startswith("451 4.3.0")
 
 
-async def test_rcpt_hook_appends_only_accepted() -> None:
+def test_rcpt_hook_appends_only_accepted() -> None:
     handler = RawMailHandler(RecordingSink(), domains=["tmpmail.test"], hostname="mx")
     env = _envelope([], b"")
-    assert (await handler.handle_RCPT(None, _session(), env, "a@tmpmail.test", [])).startswith(
-        "250"
-    )
-    assert (await handler.handle_RCPT(None, _session(), env, "a@other.test", [])).startswith(
-        "550 5.7.1"
-    )
+    assert handler.handle_RCPT(_session(), env, "a@tmpmail.test").startswith("250")
+    assert handler.handle_RCPT(_session(), env, "a@other.test").startswith("550 5.7.1")
     assert env.rcpt_tos == ["a@tmpmail.test"]
