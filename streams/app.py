@@ -165,7 +165,15 @@ def build_app(settings: Settings, store: MailStore, producer: AsyncProducer) -> 
             )
             for event in events:
                 await stream.ack(event)
-            log.debug("batch of %d: %s", len(records), dict(outcome.counts))
+            if outcome.dropped:
+                log.info(
+                    "batch of %d: %s (each drop is on %s)",
+                    len(records),
+                    dict(outcome.counts),
+                    dropped_mail_topic.name,
+                )
+            else:
+                log.debug("batch of %d: %s", len(records), dict(outcome.counts))
             yield None
 
     @app.timer(settings.purge_interval_s)

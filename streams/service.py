@@ -159,7 +159,9 @@ def _drop(
     key = dropped_mail_topic.key_of(dropped) if envelope else None
     outcome.counts[f"dropped:{reason}"] += 1
     outcome.dropped.append((key if key is not None else record.key, dropped))
-    log.info(
+    # One line per drop only at DEBUG: mail to unknown addresses is the common abuse, and
+    # the record on the dropped-mail topic is the account of it; the agent logs a count.
+    log.debug(
         "dropped mail %s for %r at %d/%d: %s (%s)",
         dropped.ingest_id,
         recipient,
