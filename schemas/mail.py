@@ -15,9 +15,10 @@ always optional with a default, so records and rows written before it stay reada
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class MailSummary(BaseModel):
@@ -47,3 +48,52 @@ def summary_of(value: MailSummary) -> MailSummary:
 def summary_fields(value: MailSummary) -> dict[str, Any]:
     """The summary fields of ``value`` as keyword arguments for another shape."""
     return {name: getattr(value, name) for name in MailSummary.model_fields}
+
+
+class MailAddress(BaseModel):
+    """One address of a header, its display name decoded (RFC 2047, 2231, 6532; IDN)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = ""
+    address: str = ""
+
+
+class AttachmentInfo(BaseModel):
+    """One attachment or inline part, as the message document lists it. Its bytes are
+    stored apart, under ``id`` (unique within the message)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    filename: str = ""
+    content_type: str = "application/octet-stream"
+    size: int = 0
+    content_id: str = ""
+    disposition: str = "attachment"
+    sha256: str = ""
+
+
+class ParsedMail(MailSummary):
+    """Everything the parser (``mail/``) reads from the raw bytes, beyond the summary.
+
+    The HTML body is the decoded text, never sanitised here: the API sanitises it when
+    it serves it, so a sanitiser fix reaches mail already stored.
+    """
+
+    parser_version: int = 0
+    date: datetime | None = None
+    from_: tuple[MailAddress, ...] = Field(default=(), alias="from")
+    to: tuple[MailAddress, ...] = ()
+    cc: tuple[MailAddress, ...] = ()
+    reply_to: tuple[MailAddress, ...] = ()
+    text: str = ""
+    html: str = ""
+    attachments: tuple[AttachmentInfo, ...] = ()
+    #: ``cid:`` of an inline part → its :attr:`AttachmentInfo.id`.
+    cid_map: dict[str, str] = Field(default_factory=dict)
+    #: The header fields in order, names as written, values decoded and capped.
+    headers: tuple[tuple[str, str], ...] = ()
+    list_unsubscribe: tuple[str, ...] = ()
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
