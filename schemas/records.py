@@ -166,7 +166,14 @@ class DeliveryEvent(Record, MailSummary):
     received_at: datetime
 
 
-DropReason = Literal["unknown_mailbox", "expired_mailbox", "predates_mailbox", "bad_envelope"]
+DropReason = Literal[
+    "unknown_mailbox",
+    "expired_mailbox",
+    "predates_mailbox",
+    "bad_envelope",
+    "store_failed",
+    "worker_error",
+]
 
 
 class DroppedMail(Record):

@@ -15,11 +15,9 @@ store; nothing touches a loop or a broker at import time.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
-from functools import partial
 from typing import Any
 
 import faust
@@ -34,19 +32,29 @@ from schemas.topics import (
     MAILBOX_TABLE,
     RAW_MAIL_TOPIC,
     STREAMS_APP_ID,
-    delivery_topic,
     dropped_mail_topic,
 )
 from store import MailStore, StoreError
-from streams.service import MailboxView, RawRecord, mailbox_view, store_raw_batch
+from streams.service import (
+    BatchOutcome,
+    MailboxView,
+    RawRecord,
+    mailbox_view,
+    publish_outcome,
+    store_raw_batch,
+    worker_error_outcome,
+)
 from streams.state import streams_state_dir
+from streams.writes import RetryPolicy, WorkerHealth
 
 log = logging.getLogger("tmpmail.streams")
 
 BATCH_MAX = 500
-BATCH_WITHIN_S = 0.05
+#: How long a batch waits for more mail. Short, so that a lone mail goes through at once;
+#: under load, what arrives while a batch is being written makes the next batch large.
+BATCH_WITHIN_S = 0.005
 FETCH_MAX_BYTES = 16 * 1024 * 1024
-RETRY_MAX_S = 30.0
+RETRY_POLICY = RetryPolicy()
 
 
 class TableThenStoreLookup:
@@ -132,6 +140,28 @@ def build_app(settings: Settings, store: MailStore, producer: AsyncProducer) -> 
                 mailboxes_by_address[key] = event.value
             yield None
 
+    health = WorkerHealth()
+
+    async def handle_raw_batch(records: list[RawRecord]) -> BatchOutcome:
+        """Store a batch and publish what came of it; the batch can then be acked."""
+        try:
+            outcome = await store_raw_batch(
+                records,
+                lookup=lookup,
+                store=store,
+                message_ttl=settings.message_ttl,
+                now=utcnow(),
+                policy=RETRY_POLICY,
+                health=health,
+            )
+        except Exception as exc:  # nothing below should raise; if it does, a way out
+            log.exception(
+                "a batch of %d raw mails failed; publishing them as dropped", len(records)
+            )
+            outcome = worker_error_outcome(records, exc)
+        await publish_outcome(producer, outcome)
+        return outcome
+
     @app.agent(raw_mail_topic)
     async def store_raw_mail(stream: faust.StreamT) -> AsyncIterator[None]:
         # noack_take: Faust's take()/take_events() ack a batch in a ``finally``, so a
@@ -146,23 +176,7 @@ def build_app(settings: Settings, store: MailStore, producer: AsyncProducer) -> 
                 )
                 for e in events
             ]
-            outcome = await _with_retry(
-                partial(
-                    store_raw_batch,
-                    records,
-                    lookup=lookup,
-                    store=store,
-                    message_ttl=settings.message_ttl,
-                    now=utcnow(),
-                )
-            )
-            await asyncio.gather(
-                *(producer.publish(delivery_topic, event) for event in outcome.deliveries),
-                *(
-                    producer.publish(dropped_mail_topic, dropped, key=key)
-                    for key, dropped in outcome.dropped
-                ),
-            )
+            outcome = await handle_raw_batch(records)
             for event in events:
                 await stream.ack(event)
             if outcome.dropped:
@@ -195,7 +209,9 @@ def build_app(settings: Settings, store: MailStore, producer: AsyncProducer) -> 
             {tp.partition for tp in app.consumer.assignment() if tp.topic == RAW_MAIL_TOPIC}
         )
         recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-        state = assigned if assigned and recovered and not app.rebalancing else None
+        agents_alive = all(_agent_alive(agent) for agent in app.agents.values())
+        ready = assigned and recovered and agents_alive and health.store_ok
+        state = assigned if ready and not app.rebalancing else None
         if state == reported[0]:
             return
         reported[0] = state
@@ -208,20 +224,17 @@ def build_app(settings: Settings, store: MailStore, producer: AsyncProducer) -> 
     return app
 
 
+def _agent_alive(agent: Any) -> bool:
+    """Every actor of the agent is running (a crashed one is restarted by Faust's
+    supervisor; until then the worker is not ready)."""
+    actors = list(getattr(agent, "_actors", ()))
+    return bool(actors) and all(
+        actor.actor_task is not None and not actor.actor_task.done() for actor in actors
+    )
+
+
 def _headers(event: Any) -> list[tuple[str, bytes]]:
     headers = event.message.headers
     if isinstance(headers, dict):
         return list(headers.items())
     return list(headers or ())
-
-
-async def _with_retry(attempt: Any) -> Any:
-    """Retry a store write with capped exponential back-off; never skip unwritten mail."""
-    delay = 0.2
-    while True:
-        try:
-            return await attempt()
-        except StoreError as exc:
-            log.warning("store write failed, retrying in %.1fs: %s", delay, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)

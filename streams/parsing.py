@@ -8,6 +8,7 @@ are stored regardless.
 
 from __future__ import annotations
 
+import codecs
 import email
 import email.header
 import email.utils
@@ -20,6 +21,13 @@ from schemas.mail import MailSummary
 PREVIEW_CHARS = 200
 #: RFC 5322 lines are at most 998 octets; a longer Message-ID is cut there.
 MESSAGE_ID_CHARS = 998
+#: A displayed header value is cut here, and only this much of its source is decoded.
+HEADER_DISPLAY_CHARS = 998
+HEADER_SOURCE_LIMIT = 64 * 1024
+#: Codecs Python has that are no mail charset: they raise with "replace", or decode junk.
+UNUSABLE_CODECS = frozenset(
+    {"idna", "punycode", "undefined", "raw-unicode-escape", "unicode-escape"}
+)
 #: Largest body part we decode for a preview; bigger parts are skipped.
 PREVIEW_SOURCE_LIMIT = 256 * 1024
 
@@ -53,6 +61,9 @@ def _decode_header(value: object, name: str, errors: list[str]) -> str:
     if isinstance(value, email.header.Header):
         value = str(value)
     text = str(value)
+    if len(text) > HEADER_SOURCE_LIMIT:
+        errors.append(f"{name}: {len(text)} characters, cut to {HEADER_SOURCE_LIMIT}")
+        text = text[:HEADER_SOURCE_LIMIT]
     try:
         parts = email.header.decode_header(text)
         decoded = "".join(
@@ -62,16 +73,22 @@ def _decode_header(value: object, name: str, errors: list[str]) -> str:
     except Exception as exc:
         errors.append(f"{name}: undecodable header ({type(exc).__name__})")
         decoded = text
-    return _WS.sub(" ", decoded).strip()
+    flat = _WS.sub(" ", decoded).strip()
+    if len(flat) > HEADER_DISPLAY_CHARS:
+        errors.append(f"{name}: shown cut to {HEADER_DISPLAY_CHARS} characters")
+        flat = flat[: HEADER_DISPLAY_CHARS - 1] + "…"
+    return flat
 
 
 def _charset(name: str | None) -> str:
     if not name or name.lower() in ("unknown-8bit", "x-unknown", "default"):
         return "utf-8"
     try:
-        "".encode(name)
+        codec = codecs.lookup(name)
     except LookupError:
         return "utf-8"
+    if not getattr(codec, "_is_text_encoding", True) or codec.name in UNUSABLE_CODECS:
+        return "utf-8"  # not a charset: it would raise on "replace", or decode nonsense
     return name
 
 
@@ -107,7 +124,10 @@ def _part_text(part: Message, errors: list[str]) -> str | None:
     errors.extend(f"part: {type(d).__name__}" for d in part.defects)
     payload = payload[:PREVIEW_SOURCE_LIMIT]
     charset = part.get_content_charset() or "utf-8"
-    return payload.decode(_charset(charset), "replace")
+    usable = _charset(charset)
+    if usable != charset and charset not in ("unknown-8bit", "x-unknown", "default"):
+        errors.append(f"body: charset {charset[:40]!r} is not usable, read as {usable}")
+    return payload.decode(usable, "replace")
 
 
 def _clip(text: str) -> str:

@@ -15,8 +15,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
+from bus import ProduceError
 from schemas.keys import AddressError
 from schemas.mail import MailSummary, summary_fields
 from schemas.records import (
@@ -26,9 +27,10 @@ from schemas.records import (
     RawMailEnvelope,
     RecordError,
 )
-from schemas.topics import dropped_mail_topic
+from schemas.topics import delivery_topic, dropped_mail_topic
 from store import MailStore, NewMessage
 from streams.parsing import summarise
+from streams.writes import RetryPolicy, Sleep, WorkerHealth, describe, write_isolated
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,11 @@ async def store_raw_batch(
     store: MailStore,
     message_ttl: timedelta,
     now: datetime,
+    policy: RetryPolicy | None = None,
+    health: WorkerHealth | None = None,
 ) -> BatchOutcome:
+    """Admit, parse, write and account for every record of a batch; never raises for
+    one record's sake (see :mod:`streams.writes`)."""
     outcome = BatchOutcome()
     accepted: list[tuple[RawRecord, RawMailEnvelope]] = []
     for record in records:
@@ -93,8 +99,19 @@ async def store_raw_batch(
         _new_message(record, envelope, summary, message_ttl)
         for (record, envelope), summary in zip(accepted, summaries, strict=True)
     ]
-    results = await store.store_messages(batch, now)
-    for (record, envelope), message, result in zip(accepted, batch, results, strict=True):
+    written = await write_isolated(
+        store,
+        batch,
+        now,
+        policy=policy or RetryPolicy(),
+        health=health if health is not None else WorkerHealth(),
+    )
+    for index, ((record, envelope), message, result) in enumerate(
+        zip(accepted, batch, written.results, strict=True)
+    ):
+        if result is None:
+            _drop(outcome, record, "store_failed", envelope, written.failures.get(index, ""))
+            continue
         outcome.counts[result.status] += 1
         if result.seq is not None:
             outcome.deliveries.append(_delivery(message, result.seq))
@@ -173,7 +190,16 @@ def _drop(
 
 
 def _summarise_all(raws: list[bytes]) -> list[MailSummary]:
-    return [summarise(raw) for raw in raws]
+    return [_summarise_one(raw) for raw in raws]
+
+
+def _summarise_one(raw: bytes) -> MailSummary:
+    """The parser never raises by contract; should it, the mail is stored raw anyway."""
+    try:
+        return summarise(raw)
+    except Exception as exc:
+        log.exception("the parser raised on a mail of %d bytes", len(raw))
+        return MailSummary(parse_errors=(f"parser failed: {describe(exc)}",))
 
 
 def _new_message(
@@ -201,3 +227,52 @@ def _delivery(message: NewMessage, seq: int) -> DeliveryEvent:
         size=len(message.raw),
         received_at=message.received_at,
     )
+
+
+class Publisher(Protocol):
+    async def publish(
+        self, topic: Any, record: Any, *, body: bytes | None = None, key: bytes | None = None
+    ) -> Any: ...
+
+
+#: A delivery or drop record that cannot be published is tried this often, then logged.
+PUBLISH_ATTEMPTS = 3
+
+
+async def publish_outcome(
+    producer: Publisher, outcome: BatchOutcome, *, sleep: Sleep = asyncio.sleep
+) -> int:
+    """Publish a batch's deliveries and drops, each with a bounded retry; return how many
+    were given up (logged). A delivery given up costs only its live push: the message is
+    stored, and a client resuming with ``Last-Event-ID`` reads it from the store."""
+    jobs = [(delivery_topic, event, None) for event in outcome.deliveries] + [
+        (dropped_mail_topic, dropped, key) for key, dropped in outcome.dropped
+    ]
+    results = await asyncio.gather(
+        *(_publish_one(producer, topic, record, key, sleep) for topic, record, key in jobs)
+    )
+    return results.count(False)
+
+
+async def _publish_one(
+    producer: Publisher, topic: Any, record: Any, key: bytes | None, sleep: Sleep
+) -> bool:
+    for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+        try:
+            await producer.publish(topic, record, key=key)
+            return True
+        except ProduceError as exc:
+            if not exc.retriable or attempt == PUBLISH_ATTEMPTS:
+                log.error("gave up publishing to %s: %s", topic.name, exc)
+                return False
+            await sleep(0.2 * attempt)
+    return False  # pragma: no cover - the loop returns
+
+
+def worker_error_outcome(records: Sequence[RawRecord], error: BaseException) -> BatchOutcome:
+    """The way out when handling a batch failed in a way nothing else caught: every record
+    is published as dropped with the error, so the batch can be acked (and replayed)."""
+    outcome = BatchOutcome()
+    for record in records:
+        _drop(outcome, record, "worker_error", None, describe(error))
+    return outcome
