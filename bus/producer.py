@@ -79,9 +79,10 @@ class AsyncProducer:
         return int(left)
 
     async def send(
-        self, topic: str, *, key: bytes | None, value: bytes, headers: Headers | None = None
+        self, topic: str, *, key: bytes | None, value: bytes | None, headers: Headers | None = None
     ) -> Ack:
-        """Produce one record and wait for the broker's acknowledgement."""
+        """Produce one record (``value`` ``None``: a tombstone) and wait for the broker's
+        acknowledgement."""
         producer = self._require()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Ack] = loop.create_future()
@@ -124,6 +125,11 @@ class AsyncProducer:
         wait for the broker's acknowledgement. Every process publishes through this."""
         record_key, value, headers = topic.encode(record, body=body, key=key)
         return await self.send(topic.name, key=record_key, value=value, headers=headers)
+
+    async def publish_tombstone(self, topic: TopicBinding[R], key: bytes) -> Ack:
+        """Publish a tombstone (``key``, no value) on a compacted topic and wait for the
+        ack: its readers forget ``key``, and compaction drops every record of it."""
+        return await self.send(topic.name, key=key, value=None)
 
     async def publish_many(
         self, topic: TopicBinding[R], records: Sequence[tuple[R, bytes | None]]

@@ -6,6 +6,8 @@
     tmpmail status                                   one line per process; exit 0 if all run
     tmpmail ingest [--index I] | streams | api       one service in the foreground
     tmpmail topics                                   create the topics and exit
+    tmpmail replay --from-beginning | --since T | --partition P --offset O
+                   [--mailbox ADDRESS] [--dry-run]   reprocess raw mail from Kafka
     tmpmail health ingest|streams|api                exit 0 if that service is ready here
 
 Configuration comes only from ``TMPMAIL_*`` variables (see :mod:`schemas.settings`).
@@ -83,6 +85,30 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
         raise LaunchError(str(exc)) from exc
     print(f"tmpmail: topics ready on {settings.kafka_bootstrap}")
     return 0
+
+
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from schemas.logs import configure_logging
+    from schemas.runtime import loop_factory
+    from streams.replay import ReplayError, ReplaySpec, parse_since, replay
+
+    configure_logging("replay", "WARNING")
+    try:
+        spec = ReplaySpec(
+            from_beginning=args.from_beginning,
+            since=parse_since(args.since) if args.since else None,
+            partition=args.partition,
+            offset=args.offset,
+            mailbox=args.mailbox,
+            dry_run=args.dry_run,
+        )
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            counts = runner.run(replay(settings, spec))
+    except ReplayError as exc:
+        raise LaunchError(f"replay: {exc}") from exc
+    return 1 if counts.errors else 0
 
 
 def _ingest_ready(settings: Settings) -> bool:
@@ -171,6 +197,21 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub.add_parser(name, help=f"run {what} in the foreground").set_defaults(func=func)
     sub.add_parser("topics", help="create the Kafka topics and exit").set_defaults(func=_topics)
+    again = sub.add_parser(
+        "replay",
+        help="reprocess raw mail from Kafka into the store (idempotent)",
+        description="Reads tmpmail.raw-mail.v1 with a consumer of its own and stores what "
+        "is missing, re-parses what an older parser stored, and leaves deleted mail deleted. "
+        "Running it twice changes nothing the second time.",
+    )
+    start = again.add_mutually_exclusive_group(required=True)
+    start.add_argument("--from-beginning", action="store_true", help="all raw mail kept")
+    start.add_argument("--since", metavar="T", help="ISO time (2026-12-01T10:00Z) or 2h / 3d")
+    start.add_argument("--partition", type=int, metavar="P", help="one partition, with --offset")
+    again.add_argument("--offset", type=int, metavar="O", help="start offset in --partition")
+    again.add_argument("--mailbox", metavar="ADDRESS", help="only this mailbox's mail")
+    again.add_argument("--dry-run", action="store_true", help="read and count, write nothing")
+    again.set_defaults(func=_replay)
     check = sub.add_parser("health", help="exit 0 if a service on this host is ready")
     check.add_argument("service", choices=["ingest", "streams", "api"])
     check.set_defaults(func=_health)

@@ -112,19 +112,20 @@ class RawMailEnvelope(Record):
     def message_id(self) -> str:
         return message_id_for(self.ingest_id, self.recipient)
 
-    def stored_message_id(self, *, has_message_id_header: bool) -> str:
-        """The id the mail is stored under.
+    def dedupe_key(self, message_id_header: str) -> str:
+        """What makes a sender's retry the same mail: its Message-ID and body digest.
 
-        A sender that got 451 retries the same mail under a new ingest id, though some of
-        its records may have reached the log. Such a retry has the same body bytes, and
-        a real mail names itself in its ``Message-ID:`` header: a mail with both a body
-        digest and that header is stored under an id derived from them, so the retry
-        lands on the first copy. Mail without a Message-ID (load generators send the
-        same bytes again and again) keeps the id of its ingest id.
+        A sender that got 451 retries under a new ingest id, though some of its records
+        may have reached the log; the store keeps one copy per key within 24 hours. Mail
+        without a Message-ID (load generators send the same bytes again and again) has no
+        key and is never deduplicated.
         """
-        if self.body_sha256 and has_message_id_header:
-            return message_id_for(f"sha256:{self.body_sha256}", self.recipient)
-        return self.message_id
+        if not (self.body_sha256 and message_id_header):
+            return ""
+        digest = hashlib.blake2b(
+            f"{message_id_header}\x00{self.body_sha256}".encode(), digest_size=16
+        )
+        return digest.hexdigest()
 
     @classmethod
     def from_headers(

@@ -96,6 +96,13 @@ class Settings(BaseSettings):
         default=8.0, gt=0, description="How long raw mail stays on Kafka for replay."
     )
     produce_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    streams_session_timeout_s: float = Field(
+        default=30.0,
+        ge=6,
+        le=300,
+        description="How long the broker waits for a silent streams worker before its "
+        "partitions move to another (Kafka's group.min.session.timeout.ms is 6 s).",
+    )
 
     # --- storage -----------------------------------------------------------------------
     store: Literal["sqlite", "mongodb"] = "sqlite"

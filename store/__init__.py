@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from store.port import (
     CHUNK_SIZE,
+    DEDUPE_WINDOW,
+    MAILBOX_PURGE_LIMIT,
     Mailbox,
     MailStore,
     NewMessage,
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHUNK_SIZE",
+    "DEDUPE_WINDOW",
+    "MAILBOX_PURGE_LIMIT",
     "MailStore",
     "Mailbox",
     "NewMessage",

@@ -8,11 +8,25 @@ idempotent by unique indexes instead:
 * ``messages``: ``_id`` = message id, unique ``(address, seq desc)``.
 * ``message_chunks``: ``_id`` = ``"<message id>:<n>"``, unique ``(message_id, n)``; each
   chunk carries its message's ``expires_at``, so a purge finds orphans too.
+* ``message_documents``: the document's JSON in chunks, unique ``(message_id,
+  parser_version, n)``; ``message_attachments``: each attachment in chunks, unique
+  ``(message_id, parser_version, attachment_id, n)``. Both carry the expiry too.
 * ``tombstones``: ``_id`` = message id.
+* ``dedupe_keys``: ``_id`` = ``"<address>\\x00<key>"`` (the unique index: FerretDB v1 has
+  no partial indexes), naming the message that holds the key and when it was received.
 * ``meta``: ``{"_id": "schema", "version": n}``, and the migration lease while one runs.
 
-A message document holds the :class:`~schemas.mail.MailSummary` fields beside its own;
-they are written and read generically, so a new summary field needs no change here.
+A message document holds the :class:`~schemas.mail.MailSummary` fields and its
+``parser_version`` beside its own; the summary is written and read generically, so a
+new summary field needs no change here. Lists read only ``messages``.
+
+**Without transactions**, a batch is written in an order that a crash can interrupt
+anywhere: chunks, documents and attachments before the message that makes them
+visible, the dedupe key after it (an ``existing`` replay writes a key that is missing).
+A re-parse writes the new version's pieces, then switches the message's
+``parser_version`` (compare-and-set: only upward), then deletes the older pieces;
+readers follow the message's version, so they never see a mix. Results are decided as
+if the batch's messages were written one after the other (as SQLite does).
 
 TTL indexes on ``messages.expires_at`` and ``tombstones.expires_at`` are created when the
 server has them; FerretDB answers NotImplemented (238), which is logged and left to
@@ -31,8 +45,9 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,18 +56,38 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
-from schemas.mail import summary_fields
-from store._common import split_chunks, to_ms, utc_ms
+from schemas.mail import ParsedMail, summary_fields
+from store._common import (
+    attachment_chunks,
+    document_chunks,
+    join_attachment,
+    join_document,
+    read_now,
+    split_chunks,
+    to_ms,
+    utc_ms,
+)
 from store.port import (
+    MAILBOX_PURGE_LIMIT,
     Mailbox,
     NewMessage,
     PurgeCounts,
     StoredMessage,
     StoreError,
     WriteResult,
-    WriteStatus,
 )
-from store.rules import MessageFacts, address_is_free, decide_write, take_over_seq
+from store.rules import (
+    KeyHolder,
+    MessageFacts,
+    StoredCopy,
+    WriteDecision,
+    address_is_free,
+    decide_write,
+    dedupe_key_expires_at,
+    dedupe_key_moves,
+    reparsed,
+    take_over_seq,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +95,7 @@ Doc = dict[str, Any]
 DUPLICATE_KEY = 11000
 
 #: The schema version this code writes; :data:`MIGRATIONS` brings older stores to it.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: How long a migration lease lasts (a crashed migrator's lease is taken over after it),
 #: and how long an opener waits for another process's migration.
 LEASE_S = 60.0
@@ -182,84 +217,78 @@ class MongoStore:
 
     # --- messages -------------------------------------------------------------------------
     async def store_messages(self, batch: Sequence[NewMessage], now: datetime) -> list[WriteResult]:
-        """Gather the facts for the whole batch, decide each message with the one rule,
-        allocate seqs per mailbox, then bulk-insert chunks and messages.
-
-        Chunks go first, so a visible message always has its raw bytes.
-        """
+        """Gather the facts for the whole batch, decide each message with the one rule
+        (in batch order, on a view that each decision updates), allocate seqs per
+        mailbox, then write: new messages' pieces, the messages, re-parses, keys."""
         if not batch:
             return []
         for message in batch:  # refuse naive datetimes before anything is written
             to_ms(message.received_at)
             to_ms(message.expires_at)
         with _driver_errors("store_messages"):
-            ids = list(dict.fromkeys(message.id for message in batch))
-            stored = await self._seqs_of(ids)
-            tombstoned = await self._tombstoned([i for i in ids if i not in stored])
-            created = await self._created_at({message.address for message in batch})
-
-            # First occurrence of each id, decided; new ones grouped by mailbox.
-            decided: dict[str, WriteResult] = {}
-            new_by_address: dict[str, list[NewMessage]] = {}
-            for message in batch:
-                if message.id in decided:
-                    continue
-                facts = MessageFacts(
-                    existing_seq=stored.get(message.id),
-                    tombstoned=message.id in tombstoned,
-                    mailbox_created_at=created.get(message.address),
-                )
-                status = decide_write(message, facts, now)
-                decided[message.id] = _result(message, status, facts.existing_seq)
-                if status == "inserted":
-                    decided[message.id] = _result(message, "no_mailbox")  # until a seq is set
-                    new_by_address.setdefault(message.address, []).append(message)
-
-            seqs = await self._allocate_seqs(new_by_address)
-            to_write = [m for group in new_by_address.values() for m in group if m.id in seqs]
-            await self._insert_chunks(to_write)
-            raced = await self._insert_messages(to_write, seqs)
-            for message in to_write:
-                if message.id in raced:  # another writer stored it meanwhile
-                    decided[message.id] = _result(message, "existing", raced[message.id])
-                else:
-                    decided[message.id] = _result(message, "inserted", seqs[message.id])
-
-        results = []
-        seen: set[str] = set()
-        for message in batch:
-            first = decided[message.id]
-            if message.id in seen and first.status == "inserted":
-                results.append(_result(message, "existing", first.seq))
-            else:
-                results.append(first)
-            seen.add(message.id)
-        return results
+            facts = await self._batch_facts(batch)
+            plan = _plan_batch(batch, facts, now)
+            by_address: dict[str, list[NewMessage]] = {}
+            for message in plan.inserts.values():
+                by_address.setdefault(message.address, []).append(message)
+            seqs = await self._allocate_seqs(by_address)
+            to_insert = [m for m in plan.inserts.values() if m.id in seqs]
+            await asyncio.gather(
+                self._insert_chunks(to_insert),
+                self._insert_pieces(to_insert, {m.id: m.expires_at for m in to_insert}),
+            )
+            raced = await self._insert_messages(to_insert, seqs)
+            not_updated = await self._reparse(plan.updates, facts.existing)
+            stored = {**seqs, **raced}
+            await self._hold_keys(
+                [
+                    (key_id, m, exp)
+                    for key_id, (m, exp) in plan.keys.items()
+                    if _kept(m.id, plan, stored)
+                ],
+                facts.holders,
+            )
+        return [
+            _result(message, decision, plan, stored, raced, not_updated)
+            for message, decision in zip(batch, plan.decisions, strict=True)
+        ]
 
     async def list_messages(
-        self, address: str, *, limit: int, before_seq: int | None = None
+        self,
+        address: str,
+        *,
+        limit: int,
+        before_seq: int | None = None,
+        now: datetime | None = None,
     ) -> list[StoredMessage]:
-        query: Doc = {"address": address}
+        query: Doc = {"address": address, "expires_at": {"$gt": read_now(now)}}
         if before_seq is not None:
             query["seq"] = {"$lt": before_seq}
         return await self._summaries(query, DESCENDING, limit)
 
     async def list_messages_after(
-        self, address: str, after_seq: int, *, limit: int
+        self, address: str, after_seq: int, *, limit: int, now: datetime | None = None
     ) -> list[StoredMessage]:
-        return await self._summaries(
-            {"address": address, "seq": {"$gt": after_seq}}, ASCENDING, limit
-        )
+        query = {
+            "address": address,
+            "seq": {"$gt": after_seq},
+            "expires_at": {"$gt": read_now(now)},
+        }
+        return await self._summaries(query, ASCENDING, limit)
 
-    async def get_message(self, address: str, message_id: str) -> StoredMessage | None:
+    async def get_message(
+        self, address: str, message_id: str, *, now: datetime | None = None
+    ) -> StoredMessage | None:
         with _driver_errors("get_message"):
-            doc = await self._messages.find_one({"_id": message_id, "address": address})
+            doc = await self._messages.find_one(_visible(address, message_id, now))
         return None if doc is None else _stored(doc)
 
-    async def get_raw(self, address: str, message_id: str) -> bytes | None:
+    async def get_raw(
+        self, address: str, message_id: str, *, now: datetime | None = None
+    ) -> bytes | None:
         with _driver_errors("get_raw"):
             doc = await self._messages.find_one(
-                {"_id": message_id, "address": address}, projection={"size": 1}
+                _visible(address, message_id, now), projection={"size": 1}
             )
             if doc is None:
                 return None
@@ -268,6 +297,34 @@ class MongoStore:
         if len(raw) != doc["size"]:
             raise StoreError(f"raw bytes of message {message_id} are incomplete")
         return raw
+
+    async def get_document(
+        self, address: str, message_id: str, *, now: datetime | None = None
+    ) -> ParsedMail | None:
+        with _driver_errors("get_document"):
+            version = await self._visible_version(address, message_id, now)
+            if version is None:
+                return None
+            query = {"message_id": message_id, "parser_version": version}
+            cursor = self._documents.find(query).sort("n", ASCENDING)
+            chunks = [chunk["data"] async for chunk in cursor]
+        return join_document(chunks, message_id)
+
+    async def get_attachment(
+        self, address: str, message_id: str, attachment_id: str, *, now: datetime | None = None
+    ) -> bytes | None:
+        with _driver_errors("get_attachment"):
+            version = await self._visible_version(address, message_id, now)
+            if version is None:
+                return None
+            query = {
+                "message_id": message_id,
+                "parser_version": version,
+                "attachment_id": attachment_id,
+            }
+            cursor = self._attachments.find(query).sort("n", ASCENDING)
+            chunks = [(chunk["size"], chunk["data"]) async for chunk in cursor]
+        return join_attachment(chunks, message_id)
 
     async def delete_message(self, address: str, message_id: str) -> bool:
         """Tombstone first, then the message, then its chunks: a crash never resurrects it."""
@@ -284,22 +341,28 @@ class MongoStore:
             except DuplicateKeyError:
                 pass
             await self._messages.delete_one({"_id": message_id, "address": address})
-            await self._chunks.delete_many({"message_id": message_id})
+            for pieces in (self._chunks, self._documents, self._attachments):
+                await pieces.delete_many({"message_id": message_id})
             return True
 
-    async def purge_expired(self, now: datetime) -> PurgeCounts:
+    async def purge_expired(
+        self, now: datetime, *, mailbox_limit: int = MAILBOX_PURGE_LIMIT
+    ) -> PurgeCounts:
         expired = {"$lte": utc_ms(now)}
         with _driver_errors("purge_expired"):
-            messages = await self._messages.delete_many({"expires_at": expired})
-            chunks = await self._chunks.delete_many({"expires_at": expired})
-            tombstones = await self._tombstones.delete_many({"expires_at": expired})
-            mailboxes = await self._mailboxes.delete_many({"purge_after": expired})
-        return PurgeCounts(
-            messages=messages.deleted_count,
-            chunks=chunks.deleted_count,
-            tombstones=tombstones.deleted_count,
-            mailboxes=mailboxes.deleted_count,
-        )
+            counts = {}
+            for name, collection in (
+                ("messages", self._messages),
+                ("chunks", self._chunks),
+                ("document_chunks", self._documents),
+                ("attachment_chunks", self._attachments),
+                ("tombstones", self._tombstones),
+                ("dedupe_keys", self._keys),
+            ):
+                deleted = await collection.delete_many({"expires_at": expired})
+                counts[name] = deleted.deleted_count
+            addresses = await self._purge_mailboxes(expired, mailbox_limit)
+        return PurgeCounts(**counts, mailboxes=len(addresses), addresses=tuple(addresses))
 
     # --- helpers --------------------------------------------------------------------------
     @property
@@ -321,8 +384,20 @@ class MongoStore:
         return self._db["message_chunks"]
 
     @property
+    def _documents(self) -> AsyncCollection[Doc]:
+        return self._db["message_documents"]
+
+    @property
+    def _attachments(self) -> AsyncCollection[Doc]:
+        return self._db["message_attachments"]
+
+    @property
     def _tombstones(self) -> AsyncCollection[Doc]:
         return self._db["tombstones"]
+
+    @property
+    def _keys(self) -> AsyncCollection[Doc]:
+        return self._db["dedupe_keys"]
 
     @property
     def _meta(self) -> AsyncCollection[Doc]:
@@ -398,6 +473,34 @@ class MongoStore:
         await self._expiry_index(self._messages, "messages_by_expiry")
         await self._expiry_index(self._tombstones, "tombstones_by_expiry")
 
+    async def _create_v2_indexes(self) -> None:
+        """Version 2: the whole parse (documents, attachments), dedupe keys, and a
+        ``parser_version`` on every message."""
+        await self._documents.create_index(
+            [("message_id", ASCENDING), ("parser_version", ASCENDING), ("n", ASCENDING)],
+            unique=True,
+            name="documents_by_message",
+        )
+        await self._documents.create_index("expires_at", name="documents_by_expiry")
+        await self._attachments.create_index(
+            [
+                ("message_id", ASCENDING),
+                ("parser_version", ASCENDING),
+                ("attachment_id", ASCENDING),
+                ("n", ASCENDING),
+            ],
+            unique=True,
+            name="attachments_by_message",
+        )
+        await self._attachments.create_index("expires_at", name="attachments_by_expiry")
+        await self._keys.create_index(
+            [("address", ASCENDING), ("received_at", ASCENDING)], name="keys_by_address"
+        )
+        await self._expiry_index(self._keys, "keys_by_expiry")
+        await self._messages.update_many(
+            {"parser_version": {"$exists": False}}, {"$set": {"parser_version": 0}}
+        )
+
     async def _expiry_index(self, collection: AsyncCollection[Doc], name: str) -> None:
         """A TTL index on ``expires_at``, or a plain one where TTL is not implemented."""
         try:
@@ -411,9 +514,50 @@ class MongoStore:
             )
             await collection.create_index("expires_at", name=name)
 
+    async def _batch_facts(self, batch: Sequence[NewMessage]) -> _BatchFacts:
+        ids = list(dict.fromkeys(message.id for message in batch))
+        existing = await self._stored_copies(ids)
+        tombstoned = await self._tombstoned([i for i in ids if i not in existing])
+        created = await self._created_at({message.address for message in batch})
+        key_ids = sorted({_key_id(m) for m in batch if m.dedupe_key})
+        key_docs = []
+        if key_ids:
+            key_docs = [doc async for doc in self._keys.find({"_id": {"$in": key_ids}})]
+        held = await self._stored_copies(
+            [d["message_id"] for d in key_docs if d["message_id"] not in existing]
+        )
+        holders = {
+            doc["_id"]: KeyHolder(
+                doc["message_id"],
+                doc["received_at"],
+                existing.get(doc["message_id"]) or held.get(doc["message_id"]),
+            )
+            for doc in key_docs
+        }
+        return _BatchFacts(existing, tombstoned, created, holders)
+
+    async def _stored_copies(self, ids: list[str]) -> dict[str, StoredCopy]:
+        if not ids:
+            return {}
+        cursor = self._messages.find(
+            {"_id": {"$in": ids}}, projection={"seq": 1, "expires_at": 1, "parser_version": 1}
+        )
+        return {
+            doc["_id"]: StoredCopy(doc["seq"], doc["expires_at"], doc.get("parser_version", 0))
+            async for doc in cursor
+        }
+
     async def _seqs_of(self, ids: list[str]) -> dict[str, int]:
-        cursor = self._messages.find({"_id": {"$in": ids}}, projection={"seq": 1})
-        return {doc["_id"]: doc["seq"] async for doc in cursor}
+        return {mid: copy.seq for mid, copy in (await self._stored_copies(ids)).items()}
+
+    async def _visible_version(
+        self, address: str, message_id: str, now: datetime | None
+    ) -> int | None:
+        """The parser version of a visible message, or ``None``."""
+        doc = await self._messages.find_one(
+            _visible(address, message_id, now), projection={"parser_version": 1}
+        )
+        return None if doc is None else int(doc.get("parser_version", 0))
 
     async def _created_at(self, addresses: set[str]) -> dict[str, datetime]:
         cursor = self._mailboxes.find(
@@ -469,6 +613,119 @@ class MongoStore:
         if ops:
             await _insert_idempotently(self._chunks, ops)
 
+    async def _insert_pieces(
+        self, messages: Iterable[NewMessage], expiry: dict[str, datetime]
+    ) -> None:
+        """The documents and attachments of ``messages``, under their parser versions."""
+        documents: list[InsertOne[Doc]] = []
+        attachments: list[InsertOne[Doc]] = []
+        for message in messages:
+            mid, version = message.id, message.parser_version
+            expires_at = utc_ms(expiry[mid])
+            documents += [
+                InsertOne(
+                    {
+                        "_id": f"{mid}\x00{version}\x00{n}",
+                        "message_id": mid,
+                        "parser_version": version,
+                        "n": n,
+                        "data": chunk,
+                        "expires_at": expires_at,
+                    }
+                )
+                for n, chunk in enumerate(document_chunks(message))
+            ]
+            attachments += [
+                InsertOne(
+                    {
+                        "_id": f"{mid}\x00{version}\x00{attachment_id}\x00{n}",
+                        "message_id": mid,
+                        "parser_version": version,
+                        "attachment_id": attachment_id,
+                        "n": n,
+                        "size": size,
+                        "data": chunk,
+                        "expires_at": expires_at,
+                    }
+                )
+                for attachment_id, n, size, chunk in attachment_chunks(message)
+            ]
+        if documents:
+            await _insert_idempotently(self._documents, documents)
+        if attachments:
+            await _insert_idempotently(self._attachments, attachments)
+
+    async def _reparse(
+        self, updates: dict[str, NewMessage], existing: dict[str, StoredCopy]
+    ) -> set[str]:
+        """Write the new parses of stored messages; return the ids a newer one beat."""
+        if not updates:
+            return set()
+        await self._insert_pieces(
+            updates.values(), {mid: existing[mid].expires_at for mid in updates}
+        )
+
+        async def switch(message: NewMessage) -> str | None:
+            version = message.parser_version
+            switched = await self._messages.update_one(
+                {"_id": message.id, "parser_version": {"$lt": version}},
+                {"$set": {**_summary_doc(message), "parser_version": version}},
+            )
+            older = {"message_id": message.id, "parser_version": {"$lt": version}}
+            await self._documents.delete_many(older)
+            await self._attachments.delete_many(older)
+            return None if switched.matched_count else message.id
+
+        results = await asyncio.gather(*(switch(message) for message in updates.values()))
+        return {mid for mid in results if mid is not None}
+
+    async def _hold_keys(
+        self, keys: list[tuple[str, NewMessage, datetime]], before: dict[str, KeyHolder]
+    ) -> None:
+        """Point each key at its new holder: insert a missing key, or move one from the
+        holder read before (compare-and-set; another writer's move wins)."""
+        inserts: list[InsertOne[Doc]] = []
+        moves = []
+        for key_id, message, expires_at in keys:
+            doc = {
+                "_id": key_id,
+                "address": message.address,
+                "dedupe_key": message.dedupe_key,
+                "message_id": message.id,
+                "received_at": utc_ms(message.received_at),
+                "expires_at": utc_ms(dedupe_key_expires_at(expires_at)),
+            }
+            held = before.get(key_id)
+            if held is None:
+                inserts.append(InsertOne(doc))
+            else:
+                fields = {k: v for k, v in doc.items() if k != "_id"}
+                moves.append(
+                    self._keys.update_one(
+                        {"_id": key_id, "message_id": held.message_id}, {"$set": fields}
+                    )
+                )
+        if inserts:
+            await _insert_idempotently(self._keys, inserts)
+        await asyncio.gather(*moves)
+
+    async def _purge_mailboxes(self, expired: Doc, limit: int) -> list[str]:
+        """Delete at most ``limit`` records past ``purge_after``; return their addresses
+        (not those taken over between the read and the delete)."""
+        if limit <= 0:
+            return []
+        query = {"purge_after": expired}
+        cursor = self._mailboxes.find(query, projection={"_id": 1}).limit(limit)
+        addresses = [doc["_id"] async for doc in cursor]
+        if not addresses:
+            return []
+        deleted = await self._mailboxes.delete_many({"_id": {"$in": addresses}, **query})
+        if deleted.deleted_count == len(addresses):
+            return addresses
+        left = self._mailboxes.find({"_id": {"$in": addresses}}, projection={"_id": 1})
+        kept = {doc["_id"] async for doc in left}
+        return [address for address in addresses if address not in kept]
+
     async def _insert_messages(
         self, messages: list[NewMessage], seqs: dict[str, int]
     ) -> dict[str, int]:
@@ -492,7 +749,9 @@ class MongoStore:
         ids = [doc["_id"] async for doc in self._messages.find(query, projection={"_id": 1})]
         if ids:
             await self._messages.delete_many({"_id": {"$in": ids}})
-            await self._chunks.delete_many({"message_id": {"$in": ids}})
+            for pieces in (self._chunks, self._documents, self._attachments):
+                await pieces.delete_many({"message_id": {"$in": ids}})
+        await self._keys.delete_many(query)
 
     async def _summaries(self, query: Doc, direction: int, limit: int) -> list[StoredMessage]:
         if limit <= 0:  # MongoDB reads limit(0) as "no limit"
@@ -518,9 +777,112 @@ async def _insert_idempotently(
     return []
 
 
+# --- one batch, decided in order --------------------------------------------------------------
+@dataclass(slots=True)
+class _BatchFacts:
+    """What the store held before the batch."""
+
+    existing: dict[str, StoredCopy]
+    tombstoned: set[str]
+    created: dict[str, datetime]
+    #: By key id (:func:`_key_id`).
+    holders: dict[str, KeyHolder]
+
+
+@dataclass(slots=True)
+class _Plan:
+    """The batch's decisions, and what to write for them."""
+
+    decisions: list[WriteDecision] = field(default_factory=list)
+    #: New messages by id, with the parse of any later re-parse in the batch.
+    inserts: dict[str, NewMessage] = field(default_factory=dict)
+    #: Messages stored before the batch, with their new parse.
+    updates: dict[str, NewMessage] = field(default_factory=dict)
+    #: Key id -> its new holder and that copy's expiry.
+    keys: dict[str, tuple[NewMessage, datetime]] = field(default_factory=dict)
+
+
+def _plan_batch(batch: Sequence[NewMessage], facts: _BatchFacts, now: datetime) -> _Plan:
+    """Decide each message in order, as if the ones before it had been written."""
+    plan = _Plan()
+    existing = dict(facts.existing)
+    holders = dict(facts.holders)
+    for message in batch:
+        key_id = _key_id(message) if message.dedupe_key else ""
+        decision = decide_write(
+            message,
+            MessageFacts(
+                existing=existing.get(message.id),
+                tombstoned=message.id in facts.tombstoned,
+                mailbox_created_at=facts.created.get(message.address),
+                key_holder=holders.get(key_id),
+            ),
+            now,
+        )
+        plan.decisions.append(decision)
+        if decision.status == "inserted":
+            plan.inserts[message.id] = message
+            # seq 0 until allocated; results that need it take the allocated one
+            copy = StoredCopy(0, message.expires_at, message.parser_version)
+        elif decision.status == "updated":
+            if message.id in plan.inserts:
+                plan.inserts[message.id] = reparsed(plan.inserts[message.id], message)
+            else:
+                plan.updates[message.id] = message
+            copy = replace(existing[message.id], parser_version=message.parser_version)
+        elif decision.status == "existing":
+            copy = existing[message.id]
+        else:
+            continue
+        existing[message.id] = copy
+        if key_id and dedupe_key_moves(message, holders.get(key_id)):
+            holders[key_id] = KeyHolder(message.id, message.received_at, copy)
+            plan.keys[key_id] = (message, copy.expires_at)
+    return plan
+
+
+def _kept(message_id: str, plan: _Plan, stored: dict[str, int]) -> bool:
+    """Whether ``message_id`` is stored after the batch's writes (a new message whose
+    mailbox vanished before its seq was allocated is not)."""
+    return message_id not in plan.inserts or message_id in stored
+
+
+def _result(
+    message: NewMessage,
+    decision: WriteDecision,
+    plan: _Plan,
+    stored: dict[str, int],
+    raced: dict[str, int],
+    not_updated: set[str],
+) -> WriteResult:
+    """The result of ``decision`` once the batch is written: seqs of this batch's new
+    messages filled in, and what other writers did meanwhile."""
+    mid, address, status = message.id, message.address, decision.status
+    if status in ("inserted", "updated", "existing") and mid in plan.inserts:
+        if mid not in stored:
+            return WriteResult(mid, address, "no_mailbox")
+        if mid in raced:  # another writer stored it meanwhile
+            return WriteResult(mid, address, "existing", raced[mid])
+        return WriteResult(mid, address, status, stored[mid])
+    if status == "updated" and mid in not_updated:
+        return WriteResult(mid, address, "existing", decision.seq)
+    if status == "duplicate" and decision.duplicate_of in plan.inserts:
+        first = decision.duplicate_of
+        return WriteResult(mid, address, status, stored.get(first), first)
+    return WriteResult(mid, address, status, decision.seq, decision.duplicate_of)
+
+
 # --- documents to port records and back -------------------------------------------------------
-def _result(message: NewMessage, status: WriteStatus, seq: int | None = None) -> WriteResult:
-    return WriteResult(message.id, message.address, status, seq)
+def _key_id(message: NewMessage) -> str:
+    return f"{message.address}\x00{message.dedupe_key}"
+
+
+def _visible(address: str, message_id: str, now: datetime | None) -> Doc:
+    return {"_id": message_id, "address": address, "expires_at": {"$gt": read_now(now)}}
+
+
+def _summary_doc(message: NewMessage) -> Doc:
+    return {**summary_fields(message), "parse_errors": list(message.parse_errors)}
 
 
 def _mailbox_doc(mailbox: Mailbox) -> Doc:
@@ -549,8 +911,8 @@ def _mailbox(doc: Doc) -> Mailbox:
 
 def _message_doc(message: NewMessage, seq: int) -> Doc:
     return {
-        **summary_fields(message),
-        "parse_errors": list(message.parse_errors),
+        **_summary_doc(message),
+        "parser_version": message.parser_version,
         "_id": message.id,
         "address": message.address,
         "seq": seq,
@@ -569,4 +931,4 @@ def _stored(doc: Doc) -> StoredMessage:
 
 
 #: ``MIGRATIONS[n - 1]`` takes a store from version ``n - 1`` to ``n``.
-MIGRATIONS = (MongoStore._create_v1_indexes,)
+MIGRATIONS = (MongoStore._create_v1_indexes, MongoStore._create_v2_indexes)

@@ -8,6 +8,12 @@
   that still finds the file locked is retried with bounded exponential backoff, then
   fails with :class:`~store.port.StoreError`.
 * **Time.** Datetimes are integer epoch milliseconds in the file, aware UTC in Python.
+* **Tables.** ``messages`` holds what lists read (the summary as one JSON column);
+  ``message_chunks`` the raw bytes, ``message_documents`` the document's JSON and
+  ``message_attachments`` the attachments, each in chunks keyed by message id (and
+  parser version), carrying the message's expiry; ``tombstones``; ``dedupe_keys``, one
+  row per (address, key) naming the copy that holds it; ``mailboxes``. A batch is one
+  transaction, so a re-parse replaces a message's pieces at once.
 * **Indexes.** Every statement is in :data:`QUERIES`; :meth:`SQLiteStore.query_plans`
   shows the plan SQLite picks for each, so ``bench/`` and the tests can check that none
   scans a whole table.
@@ -29,9 +35,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from schemas.mail import summary_fields
-from store._common import from_ms, split_chunks, to_ms
+from schemas.mail import ParsedMail, summary_fields
+from store._common import (
+    attachment_chunks,
+    document_chunks,
+    from_ms,
+    join_attachment,
+    join_document,
+    read_now,
+    split_chunks,
+    to_ms,
+)
 from store.port import (
+    MAILBOX_PURGE_LIMIT,
     Mailbox,
     NewMessage,
     PurgeCounts,
@@ -39,7 +55,16 @@ from store.port import (
     StoreError,
     WriteResult,
 )
-from store.rules import MessageFacts, address_is_free, decide_write, take_over_seq
+from store.rules import (
+    KeyHolder,
+    MessageFacts,
+    StoredCopy,
+    address_is_free,
+    decide_write,
+    dedupe_key_expires_at,
+    dedupe_key_moves,
+    take_over_seq,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +135,54 @@ _SCHEMA_V2 = (
     "CREATE INDEX IF NOT EXISTS message_chunks_by_expires_at ON message_chunks (expires_at)",
 )
 
+#: Version 3: the whole parse. A message records its parser version; its document
+#: (JSON) and attachments are chunked in tables of their own, keyed by parser version so
+#: that a re-parse replaces them whole; dedupe keys have a table, one row per mailbox and
+#: key, naming the copy that holds it.
+_SCHEMA_V3 = (
+    "ALTER TABLE messages ADD COLUMN parser_version INTEGER NOT NULL DEFAULT 0",
+    """CREATE TABLE IF NOT EXISTS message_documents (
+        message_id     TEXT NOT NULL,
+        parser_version INTEGER NOT NULL,
+        n              INTEGER NOT NULL,
+        data           BLOB NOT NULL,
+        expires_at     INTEGER NOT NULL,
+        PRIMARY KEY (message_id, parser_version, n)
+    )""",
+    "CREATE INDEX IF NOT EXISTS message_documents_by_expires_at ON message_documents (expires_at)",
+    """CREATE TABLE IF NOT EXISTS message_attachments (
+        message_id     TEXT NOT NULL,
+        parser_version INTEGER NOT NULL,
+        attachment_id  TEXT NOT NULL,
+        n              INTEGER NOT NULL,
+        size           INTEGER NOT NULL,
+        data           BLOB NOT NULL,
+        expires_at     INTEGER NOT NULL,
+        PRIMARY KEY (message_id, parser_version, attachment_id, n)
+    )""",
+    "CREATE INDEX IF NOT EXISTS message_attachments_by_expires_at"
+    " ON message_attachments (expires_at)",
+    """CREATE TABLE IF NOT EXISTS dedupe_keys (
+        address     TEXT NOT NULL,
+        dedupe_key  TEXT NOT NULL,
+        message_id  TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        PRIMARY KEY (address, dedupe_key)
+    )""",
+    "CREATE INDEX IF NOT EXISTS dedupe_keys_by_expires_at ON dedupe_keys (expires_at)",
+)
+
 #: ``MIGRATIONS[n - 1]`` takes a store from version ``n - 1`` to ``n``; a new store runs
 #: them all, so a migrated store and a new one are the same.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _MAILBOX_COLUMNS = "address, id, token_hash, created_at, expires_at, purge_after, last_seq"
-_STORED_COLUMNS = "id, address, seq, ingest_id, received_at, expires_at, size, seen, summary"
+_STORED_COLUMNS = (
+    "id, address, seq, ingest_id, received_at, expires_at, size, seen, summary, parser_version"
+)
+_VISIBLE_BY_ID = "m.id = ? AND m.address = ? AND m.expires_at > ?"
 
 #: The hot read paths, as the bench reports them.
 HOT_QUERIES = (
@@ -130,32 +196,58 @@ HOT_QUERIES = (
 
 #: Every statement the adapter runs, by name.
 QUERIES: dict[str, str] = {
-    # --- reads -----------------------------------------------------------------------
+    # --- reads (a message is visible while ``expires_at > now``) -------------------------
     "newest_20": f"SELECT {_STORED_COLUMNS} FROM messages"
-    " WHERE address = ? ORDER BY seq DESC LIMIT ?",
+    " WHERE address = ? AND expires_at > ? ORDER BY seq DESC LIMIT ?",
     "keyset_page": f"SELECT {_STORED_COLUMNS} FROM messages"
-    " WHERE address = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+    " WHERE address = ? AND seq < ? AND expires_at > ? ORDER BY seq DESC LIMIT ?",
     "after_seq": f"SELECT {_STORED_COLUMNS} FROM messages"
-    " WHERE address = ? AND seq > ? ORDER BY seq LIMIT ?",
-    "get_by_id": f"SELECT {_STORED_COLUMNS} FROM messages WHERE id = ? AND address = ?",
+    " WHERE address = ? AND seq > ? AND expires_at > ? ORDER BY seq LIMIT ?",
+    "get_by_id": f"SELECT {_STORED_COLUMNS} FROM messages"
+    " WHERE id = ? AND address = ? AND expires_at > ?",
     "mailbox_by_address": f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE address = ?",
     "mailbox_by_token": f"SELECT {_MAILBOX_COLUMNS} FROM mailboxes WHERE token_hash = ?",
-    "message_size": "SELECT size FROM messages WHERE id = ? AND address = ?",
+    "message_size": "SELECT size FROM messages WHERE id = ? AND address = ? AND expires_at > ?",
     "raw_chunks": "SELECT data FROM message_chunks WHERE message_id = ? ORDER BY n",
+    "document_chunks": "SELECT d.data FROM messages AS m JOIN message_documents AS d"
+    " ON d.message_id = m.id AND d.parser_version = m.parser_version"
+    f" WHERE {_VISIBLE_BY_ID} ORDER BY d.n",
+    "attachment_chunks": "SELECT a.size, a.data FROM messages AS m JOIN message_attachments AS a"
+    " ON a.message_id = m.id AND a.parser_version = m.parser_version"
+    f" WHERE {_VISIBLE_BY_ID} AND a.attachment_id = ? ORDER BY a.n",
     # --- message writes ----------------------------------------------------------------
-    "seq_by_id": "SELECT seq FROM messages WHERE id = ?",
+    "stored_by_id": "SELECT seq, expires_at, parser_version FROM messages WHERE id = ?",
     "tombstone_by_id": "SELECT 1 FROM tombstones WHERE id = ?",
     "mailbox_created_at": "SELECT created_at FROM mailboxes WHERE address = ?",
+    "key_holder": "SELECT k.message_id, k.received_at, m.seq, m.expires_at, m.parser_version"
+    " FROM dedupe_keys AS k LEFT JOIN messages AS m ON m.id = k.message_id"
+    " WHERE k.address = ? AND k.dedupe_key = ?",
     "next_seq": "UPDATE mailboxes SET last_seq = last_seq + 1 WHERE address = ? RETURNING last_seq",
     "insert_message": f"INSERT INTO messages ({_STORED_COLUMNS})"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+    " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
     "insert_chunk": "INSERT INTO message_chunks (message_id, n, data, expires_at)"
     " VALUES (?, ?, ?, ?)",
+    "insert_document_chunk": "INSERT OR REPLACE INTO message_documents"
+    " (message_id, parser_version, n, data, expires_at) VALUES (?, ?, ?, ?, ?)",
+    "insert_attachment_chunk": "INSERT OR REPLACE INTO message_attachments"
+    " (message_id, parser_version, attachment_id, n, size, data, expires_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "reparse_message": "UPDATE messages SET summary = ?, parser_version = ? WHERE id = ?",
+    "delete_older_documents": "DELETE FROM message_documents"
+    " WHERE message_id = ? AND parser_version < ?",
+    "delete_older_attachments": "DELETE FROM message_attachments"
+    " WHERE message_id = ? AND parser_version < ?",
+    "hold_key": "INSERT INTO dedupe_keys (address, dedupe_key, message_id, received_at, expires_at)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (address, dedupe_key) DO UPDATE SET"
+    " message_id = excluded.message_id, received_at = excluded.received_at,"
+    " expires_at = excluded.expires_at",
     "message_expiry": "SELECT expires_at FROM messages WHERE id = ? AND address = ?",
     "insert_tombstone": "INSERT OR REPLACE INTO tombstones (id, address, expires_at)"
     " VALUES (?, ?, ?)",
     "delete_message": "DELETE FROM messages WHERE id = ?",
     "delete_chunks_of_message": "DELETE FROM message_chunks WHERE message_id = ?",
+    "delete_documents_of_message": "DELETE FROM message_documents WHERE message_id = ?",
+    "delete_attachments_of_message": "DELETE FROM message_attachments WHERE message_id = ?",
     # --- mailbox writes ----------------------------------------------------------------
     "mailbox_hold": "SELECT purge_after, last_seq FROM mailboxes WHERE address = ?",
     "highest_seq_of_address": "SELECT max(seq) FROM messages WHERE address = ?",
@@ -164,16 +256,28 @@ QUERIES: dict[str, str] = {
     " expires_at = ?, purge_after = ?, last_seq = ? WHERE address = ?",
     "delete_chunks_received_before": "DELETE FROM message_chunks WHERE message_id IN"
     " (SELECT id FROM messages WHERE address = ? AND received_at < ?)",
+    "delete_documents_received_before": "DELETE FROM message_documents WHERE message_id IN"
+    " (SELECT id FROM messages WHERE address = ? AND received_at < ?)",
+    "delete_attachments_received_before": "DELETE FROM message_attachments WHERE message_id IN"
+    " (SELECT id FROM messages WHERE address = ? AND received_at < ?)",
+    "delete_keys_received_before": "DELETE FROM dedupe_keys WHERE address = ? AND received_at < ?",
     "delete_messages_received_before": "DELETE FROM messages WHERE address = ? AND received_at < ?",
     # --- purge -------------------------------------------------------------------------
     "purge_messages": "DELETE FROM messages"
     " WHERE id IN (SELECT id FROM messages WHERE expires_at <= ? LIMIT ?)",
     "purge_chunks": "DELETE FROM message_chunks"
     " WHERE rowid IN (SELECT rowid FROM message_chunks WHERE expires_at <= ? LIMIT ?)",
+    "purge_documents": "DELETE FROM message_documents"
+    " WHERE rowid IN (SELECT rowid FROM message_documents WHERE expires_at <= ? LIMIT ?)",
+    "purge_attachments": "DELETE FROM message_attachments"
+    " WHERE rowid IN (SELECT rowid FROM message_attachments WHERE expires_at <= ? LIMIT ?)",
     "purge_tombstones": "DELETE FROM tombstones"
     " WHERE id IN (SELECT id FROM tombstones WHERE expires_at <= ? LIMIT ?)",
+    "purge_keys": "DELETE FROM dedupe_keys"
+    " WHERE rowid IN (SELECT rowid FROM dedupe_keys WHERE expires_at <= ? LIMIT ?)",
     "purge_mailboxes": "DELETE FROM mailboxes"
-    " WHERE address IN (SELECT address FROM mailboxes WHERE purge_after <= ? LIMIT ?)",
+    " WHERE address IN (SELECT address FROM mailboxes WHERE purge_after <= ? LIMIT ?)"
+    " RETURNING address",
 }
 
 
@@ -255,54 +359,96 @@ class SQLiteStore:
         return await self._write(work)
 
     async def list_messages(
-        self, address: str, *, limit: int, before_seq: int | None = None
+        self,
+        address: str,
+        *,
+        limit: int,
+        before_seq: int | None = None,
+        now: datetime | None = None,
     ) -> list[StoredMessage]:
         if limit <= 0:  # SQLite reads a negative LIMIT as "no limit"
             return []
+        now_ms = to_ms(read_now(now))
         if before_seq is None:
-            fetch = _fetch_all(QUERIES["newest_20"], (address, limit))
+            fetch = _fetch_all(QUERIES["newest_20"], (address, now_ms, limit))
         else:
-            fetch = _fetch_all(QUERIES["keyset_page"], (address, before_seq, limit))
+            fetch = _fetch_all(QUERIES["keyset_page"], (address, before_seq, now_ms, limit))
         return [_stored(row) for row in await self._read(fetch)]
 
     async def list_messages_after(
-        self, address: str, after_seq: int, *, limit: int
+        self, address: str, after_seq: int, *, limit: int, now: datetime | None = None
     ) -> list[StoredMessage]:
         if limit <= 0:
             return []
-        fetch = _fetch_all(QUERIES["after_seq"], (address, after_seq, limit))
-        return [_stored(row) for row in await self._read(fetch)]
+        params = (address, after_seq, to_ms(read_now(now)), limit)
+        return [_stored(row) for row in await self._read(_fetch_all(QUERIES["after_seq"], params))]
 
-    async def get_message(self, address: str, message_id: str) -> StoredMessage | None:
-        row = await self._read(_fetch_one(QUERIES["get_by_id"], (message_id, address)))
+    async def get_message(
+        self, address: str, message_id: str, *, now: datetime | None = None
+    ) -> StoredMessage | None:
+        params = (message_id, address, to_ms(read_now(now)))
+        row = await self._read(_fetch_one(QUERIES["get_by_id"], params))
         return None if row is None else _stored(row)
 
-    async def get_raw(self, address: str, message_id: str) -> bytes | None:
+    async def get_raw(
+        self, address: str, message_id: str, *, now: datetime | None = None
+    ) -> bytes | None:
         return await self._read(
-            functools.partial(_read_raw, address=address, message_id=message_id)
+            functools.partial(
+                _read_raw, address=address, message_id=message_id, now_ms=to_ms(read_now(now))
+            )
         )
+
+    async def get_document(
+        self, address: str, message_id: str, *, now: datetime | None = None
+    ) -> ParsedMail | None:
+        params = (message_id, address, to_ms(read_now(now)))
+        rows = await self._read(_fetch_all(QUERIES["document_chunks"], params))
+        return join_document([chunk for (chunk,) in rows], message_id)
+
+    async def get_attachment(
+        self, address: str, message_id: str, attachment_id: str, *, now: datetime | None = None
+    ) -> bytes | None:
+        params = (message_id, address, to_ms(read_now(now)), attachment_id)
+        rows = await self._read(_fetch_all(QUERIES["attachment_chunks"], params))
+        return join_attachment([(size, chunk) for size, chunk in rows], message_id)
 
     async def delete_message(self, address: str, message_id: str) -> bool:
         work = functools.partial(_delete_message, address=address, message_id=message_id)
         return await self._write(work)
 
-    async def purge_expired(self, now: datetime) -> PurgeCounts:
+    async def purge_expired(
+        self, now: datetime, *, mailbox_limit: int = MAILBOX_PURGE_LIMIT
+    ) -> PurgeCounts:
         """Purge in transactions of at most :data:`PURGE_BATCH` rows, so writers interleave."""
         now_ms = to_ms(now)
-        return PurgeCounts(
-            messages=await self._purge(
-                functools.partial(_delete_limited, sql=QUERIES["purge_messages"], now_ms=now_ms)
-            ),
-            chunks=await self._purge(
-                functools.partial(_delete_limited, sql=QUERIES["purge_chunks"], now_ms=now_ms)
-            ),
-            tombstones=await self._purge(
-                functools.partial(_delete_limited, sql=QUERIES["purge_tombstones"], now_ms=now_ms)
-            ),
-            mailboxes=await self._purge(
-                functools.partial(_delete_limited, sql=QUERIES["purge_mailboxes"], now_ms=now_ms)
-            ),
-        )
+
+        async def purge(name: str) -> int:
+            total = 0
+            while True:
+                work = functools.partial(_delete_limited, sql=QUERIES[name], now_ms=now_ms)
+                deleted = await self._write(work)
+                total += deleted
+                if deleted < PURGE_BATCH:
+                    return total
+
+        counts = {
+            "messages": await purge("purge_messages"),
+            "chunks": await purge("purge_chunks"),
+            "document_chunks": await purge("purge_documents"),
+            "attachment_chunks": await purge("purge_attachments"),
+            "tombstones": await purge("purge_tombstones"),
+            "dedupe_keys": await purge("purge_keys"),
+        }
+        addresses: list[str] = []
+        while len(addresses) < mailbox_limit:
+            limit = min(PURGE_BATCH, mailbox_limit - len(addresses))
+            work = functools.partial(_purge_mailboxes, now_ms=now_ms, limit=limit)
+            removed = await self._write(work)
+            addresses += removed
+            if len(removed) < limit:
+                break
+        return PurgeCounts(**counts, mailboxes=len(addresses), addresses=tuple(addresses))
 
     # --- diagnostics (not part of the port) ---------------------------------------------
     async def query_plans(self, names: Iterable[str] | None = None) -> list[QueryPlan]:
@@ -324,14 +470,6 @@ class SQLiteStore:
             return await asyncio.get_running_loop().run_in_executor(executor, call)
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite {self.path}: {exc}") from exc
-
-    async def _purge(self, work: Work[int]) -> int:
-        total = 0
-        while True:
-            deleted = await self._write(work)
-            total += deleted
-            if deleted < PURGE_BATCH:
-                return total
 
     def _in_write_transaction(self, work: Work[T]) -> T:
         """Run ``work`` in ``BEGIN IMMEDIATE``; retry the whole of it while the file is locked."""
@@ -370,12 +508,28 @@ class SQLiteStore:
                 isolation_level=None,  # explicit BEGIN/COMMIT only
                 check_same_thread=False,  # so close() can close it from another thread
             )
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._enter_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             self._local.conn = conn
             with self._connections_lock:
                 self._connections.append(conn)
         return conn
+
+    def _enter_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL, retried like a write: connections switching an old
+        (rollback-journal) file at once deadlock, and SQLite answers one of them "locked"
+        at once, without waiting the busy timeout."""
+        delay = _FIRST_BACKOFF_S
+        for attempt in range(1, self._write_attempts + 1):
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or attempt >= self._write_attempts:
+                    conn.close()
+                    raise
+                time.sleep(delay)  # on a store thread; the loop is not blocked
+                delay = min(delay * 2, _MAX_BACKOFF_S)
 
     def _shut_down(self, writer: ThreadPoolExecutor, readers: ThreadPoolExecutor) -> None:
         writer.shutdown(wait=True)
@@ -443,8 +597,14 @@ def _create_mailbox(conn: sqlite3.Connection, *, mailbox: Mailbox, now_ms: int) 
             )
     except sqlite3.IntegrityError:  # the token hash belongs to another mailbox
         return False
-    conn.execute(QUERIES["delete_chunks_received_before"], (address, created_ms))
-    conn.execute(QUERIES["delete_messages_received_before"], (address, created_ms))
+    for name in (
+        "delete_chunks_received_before",
+        "delete_documents_received_before",
+        "delete_attachments_received_before",
+        "delete_keys_received_before",
+        "delete_messages_received_before",
+    ):
+        conn.execute(QUERIES[name], (address, created_ms))
     return True
 
 
@@ -456,46 +616,106 @@ def _store_batch(
 
 
 def _store_one(conn: sqlite3.Connection, message: NewMessage, now: datetime) -> WriteResult:
+    """Decide ``message`` with :func:`~store.rules.decide_write` and write the outcome."""
     mid, address = message.id, message.address
-    existing = conn.execute(QUERIES["seq_by_id"], (mid,)).fetchone()
+    facts = _facts(conn, message)
+    decision = decide_write(message, facts, now)
+    if decision.status == "inserted":
+        seq: int = conn.execute(QUERIES["next_seq"], (address,)).fetchone()[0]
+        stored = StoredCopy(seq, message.expires_at, message.parser_version)
+        conn.execute(
+            QUERIES["insert_message"],
+            (
+                mid,
+                address,
+                seq,
+                message.ingest_id,
+                to_ms(message.received_at),
+                to_ms(message.expires_at),
+                len(message.raw),
+                json.dumps(summary_fields(message)),
+                message.parser_version,
+            ),
+        )
+        conn.executemany(
+            QUERIES["insert_chunk"],
+            (
+                (mid, n, chunk, to_ms(message.expires_at))
+                for n, chunk in enumerate(split_chunks(message.raw))
+            ),
+        )
+        _insert_parse(conn, message, stored)
+    elif decision.status == "updated" and facts.existing is not None:
+        stored = StoredCopy(facts.existing.seq, facts.existing.expires_at, message.parser_version)
+        _insert_parse(conn, message, stored)
+        conn.execute(
+            QUERIES["reparse_message"],
+            (json.dumps(summary_fields(message)), message.parser_version, mid),
+        )
+        conn.execute(QUERIES["delete_older_documents"], (mid, message.parser_version))
+        conn.execute(QUERIES["delete_older_attachments"], (mid, message.parser_version))
+    elif decision.status == "existing" and facts.existing is not None:
+        stored = facts.existing
+    else:
+        return WriteResult(mid, address, decision.status, decision.seq, decision.duplicate_of)
+    if dedupe_key_moves(message, facts.key_holder):
+        conn.execute(
+            QUERIES["hold_key"],
+            (
+                address,
+                message.dedupe_key,
+                mid,
+                to_ms(message.received_at),
+                to_ms(dedupe_key_expires_at(stored.expires_at)),
+            ),
+        )
+    return WriteResult(mid, address, decision.status, stored.seq)
+
+
+def _facts(conn: sqlite3.Connection, message: NewMessage) -> MessageFacts:
+    row = conn.execute(QUERIES["stored_by_id"], (message.id,)).fetchone()
+    existing = None if row is None else StoredCopy(row[0], from_ms(row[1]), row[2])
     tombstoned = existing is None and bool(
-        conn.execute(QUERIES["tombstone_by_id"], (mid,)).fetchone()
+        conn.execute(QUERIES["tombstone_by_id"], (message.id,)).fetchone()
     )
-    created = conn.execute(QUERIES["mailbox_created_at"], (address,)).fetchone()
-    facts = MessageFacts(
-        existing_seq=None if existing is None else existing[0],
+    created = conn.execute(QUERIES["mailbox_created_at"], (message.address,)).fetchone()
+    holder = None
+    if message.dedupe_key:
+        key = conn.execute(QUERIES["key_holder"], (message.address, message.dedupe_key)).fetchone()
+        if key is not None:
+            held_id, held_received, seq, expires, version = key
+            held = None if seq is None else StoredCopy(seq, from_ms(expires), version)
+            holder = KeyHolder(held_id, from_ms(held_received), held)
+    return MessageFacts(
+        existing=existing,
         tombstoned=tombstoned,
         mailbox_created_at=None if created is None else from_ms(created[0]),
+        key_holder=holder,
     )
-    status = decide_write(message, facts, now)
-    if status != "inserted":
-        return WriteResult(mid, address, status, facts.existing_seq)
-    seq: int = conn.execute(QUERIES["next_seq"], (address,)).fetchone()[0]
-    expires_ms = to_ms(message.expires_at)
-    conn.execute(
-        QUERIES["insert_message"],
-        (
-            mid,
-            address,
-            seq,
-            message.ingest_id,
-            to_ms(message.received_at),
-            expires_ms,
-            len(message.raw),
-            json.dumps(summary_fields(message)),
-        ),
+
+
+def _insert_parse(conn: sqlite3.Connection, message: NewMessage, stored: StoredCopy) -> None:
+    """The document and attachments of ``message``, under its parser version."""
+    mid, version, expires_ms = message.id, stored.parser_version, to_ms(stored.expires_at)
+    conn.executemany(
+        QUERIES["insert_document_chunk"],
+        ((mid, version, n, chunk, expires_ms) for n, chunk in enumerate(document_chunks(message))),
     )
     conn.executemany(
-        QUERIES["insert_chunk"],
-        ((mid, n, chunk, expires_ms) for n, chunk in enumerate(split_chunks(message.raw))),
+        QUERIES["insert_attachment_chunk"],
+        (
+            (mid, version, attachment_id, n, size, chunk, expires_ms)
+            for attachment_id, n, size, chunk in attachment_chunks(message)
+        ),
     )
-    return WriteResult(mid, address, "inserted", seq)
 
 
-def _read_raw(conn: sqlite3.Connection, *, address: str, message_id: str) -> bytes | None:
+def _read_raw(
+    conn: sqlite3.Connection, *, address: str, message_id: str, now_ms: int
+) -> bytes | None:
     conn.execute("BEGIN")  # one snapshot for the size and the chunks
     try:
-        row = conn.execute(QUERIES["message_size"], (message_id, address)).fetchone()
+        row = conn.execute(QUERIES["message_size"], (message_id, address, now_ms)).fetchone()
         if row is None:
             return None
         chunks = conn.execute(QUERIES["raw_chunks"], (message_id,)).fetchall()
@@ -512,13 +732,23 @@ def _delete_message(conn: sqlite3.Connection, *, address: str, message_id: str) 
     if row is None:
         return False
     conn.execute(QUERIES["insert_tombstone"], (message_id, address, row[0]))
-    conn.execute(QUERIES["delete_message"], (message_id,))
-    conn.execute(QUERIES["delete_chunks_of_message"], (message_id,))
+    for name in (
+        "delete_message",
+        "delete_chunks_of_message",
+        "delete_documents_of_message",
+        "delete_attachments_of_message",
+    ):
+        conn.execute(QUERIES[name], (message_id,))
     return True
 
 
 def _delete_limited(conn: sqlite3.Connection, *, sql: str, now_ms: int) -> int:
     return conn.execute(sql, (now_ms, PURGE_BATCH)).rowcount
+
+
+def _purge_mailboxes(conn: sqlite3.Connection, *, now_ms: int, limit: int) -> list[str]:
+    rows = conn.execute(QUERIES["purge_mailboxes"], (now_ms, limit)).fetchall()
+    return [address for (address,) in rows]
 
 
 def _explain(conn: sqlite3.Connection, *, names: list[str]) -> list[QueryPlan]:
@@ -550,7 +780,7 @@ def _mailbox(row: tuple[Any, ...]) -> Mailbox:
 
 
 def _stored(row: tuple[Any, ...]) -> StoredMessage:
-    mid, address, seq, ingest_id, received, expires, size, seen, summary = row
+    mid, address, seq, ingest_id, received, expires, size, seen, summary, version = row
     return StoredMessage.model_validate(
         {
             **json.loads(summary),
@@ -562,5 +792,6 @@ def _stored(row: tuple[Any, ...]) -> StoredMessage:
             "expires_at": from_ms(expires),
             "size": size,
             "seen": bool(seen),
+            "parser_version": version,
         }
     )

@@ -4,7 +4,7 @@ Everything is built inside :func:`build_app`, from one settings object and one o
 store; nothing touches a loop or a broker at import time.
 
 * ``track_mailbox_lifecycle`` keeps ``mailboxes_by_address`` (key: normalised address)
-  from ``tmpmail.mailbox-lifecycle.v1``;
+  from ``tmpmail.mailbox-lifecycle.v1``, in RocksDB on disk (:mod:`streams.table`);
 * ``store_raw_mail`` takes batches from ``tmpmail.raw-mail.v1`` (co-partitioned with the
   table: same key, same count, same murmur2), looks each recipient up in the table (then
   the store), writes the batch with one store call, then publishes to
@@ -22,9 +22,8 @@ from typing import Any
 
 import faust
 
-from bus import AsyncProducer
-from schemas.keys import key_bytes
-from schemas.records import MailboxLifecycleEvent, RecordError, utcnow
+from bus import AsyncProducer, ProduceError
+from schemas.records import RecordError, utcnow
 from schemas.runtime import write_ready_file
 from schemas.settings import Settings
 from schemas.topics import (
@@ -37,14 +36,18 @@ from schemas.topics import (
 from store import MailStore, StoreError
 from streams.service import (
     BatchOutcome,
-    MailboxView,
     RawRecord,
-    mailbox_view,
     publish_outcome,
     store_raw_batch,
     worker_error_outcome,
 )
-from streams.state import streams_state_dir
+from streams.table import (
+    MailboxTableLookup,
+    apply_lifecycle,
+    forget_purged_mailboxes,
+    table_store_options,
+    table_store_settings,
+)
 from streams.writes import RetryPolicy, WorkerHealth
 
 log = logging.getLogger("tmpmail.streams")
@@ -57,30 +60,6 @@ FETCH_MAX_BYTES = 16 * 1024 * 1024
 RETRY_POLICY = RetryPolicy()
 
 
-class TableThenStoreLookup:
-    """Mailbox look-up: the Faust table first; on a miss, the store.
-
-    The store fallback closes the race between creating an address (store, then the
-    lifecycle topic) and its first mail arriving before the table has learnt it.
-    """
-
-    def __init__(self, table: Any, store: MailStore) -> None:
-        self._table = table
-        self._store = store
-
-    async def find(self, address: str) -> MailboxView | None:
-        value = self._table.get(key_bytes(address))
-        if value is not None:
-            try:
-                return mailbox_view(MailboxLifecycleEvent.from_bytes(value))
-            except RecordError:
-                log.warning("unreadable table entry for %s; asking the store", address)
-        mailbox = await self._store.get_mailbox(address)
-        if mailbox is None:
-            return None
-        return MailboxView(address=mailbox.address, expires_at=mailbox.expires_at)
-
-
 def build_app(settings: Settings, store: MailStore, producer: AsyncProducer) -> faust.App:
     """The worker's app. ``producer`` publishes deliveries and drops (the one publish path
     every process uses); Faust's own producer writes only the table's changelog."""
@@ -88,14 +67,15 @@ def build_app(settings: Settings, store: MailStore, producer: AsyncProducer) -> 
     app = faust.App(
         STREAMS_APP_ID,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
-        store="memory://",
-        datadir=str(streams_state_dir(settings)),
+        **table_store_settings(settings),
         web_enabled=False,
         topic_partitions=partitions,
         topic_allow_declare=False,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         consumer_max_fetch_size=FETCH_MAX_BYTES,
+        broker_session_timeout=settings.streams_session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.streams_session_timeout_s / 10),
         producer_linger_ms=5,
         producer_acks=-1,
         producer_max_request_size=settings.max_record_bytes,
@@ -116,17 +96,21 @@ def build_app(settings: Settings, store: MailStore, producer: AsyncProducer) -> 
     lifecycle_topic = raw_topic(MAILBOX_LIFECYCLE_TOPIC)
     # bytes keys and values: Faust then uses the "raw" codec for the changelog.
     mailboxes_by_address = app.Table(
-        MAILBOX_TABLE, default=None, partitions=partitions, key_type=bytes, value_type=bytes
+        MAILBOX_TABLE,
+        default=None,
+        partitions=partitions,
+        key_type=bytes,
+        value_type=bytes,
+        options=table_store_options(),
     )
-    lookup = TableThenStoreLookup(mailboxes_by_address, store)
+    lookup = MailboxTableLookup(mailboxes_by_address, store, partitions=partitions)
 
     @app.agent(lifecycle_topic)
     async def track_mailbox_lifecycle(stream: faust.StreamT) -> AsyncIterator[None]:
         async for event in stream.events():
             try:
-                change = MailboxLifecycleEvent.from_bytes(event.value)
-                key = key_bytes(change.address)
-            except (RecordError, ValueError) as exc:
+                apply_lifecycle(mailboxes_by_address, event.key, event.value, now=utcnow())
+            except RecordError as exc:
                 log.error(
                     "skipping unreadable lifecycle record at %d/%d: %s",
                     event.message.partition,
@@ -134,10 +118,6 @@ def build_app(settings: Settings, store: MailStore, producer: AsyncProducer) -> 
                     exc,
                 )
                 continue
-            if change.kind == "deleted":
-                mailboxes_by_address.pop(key, None)
-            else:
-                mailboxes_by_address[key] = event.value
             yield None
 
     health = WorkerHealth()
@@ -199,6 +179,11 @@ def build_app(settings: Settings, store: MailStore, producer: AsyncProducer) -> 
             return
         if counts.messages or counts.tombstones or counts.mailboxes:
             log.info("purged %s", counts)
+        try:
+            await forget_purged_mailboxes(producer, counts.addresses)
+        except ProduceError as exc:
+            # Their table entries stay, expired: look-ups pass them by and ask the store.
+            log.warning("tombstones of %d purged mailboxes failed: %s", counts.mailboxes, exc)
 
     ready_file = settings.streams_ready_file
     reported: list[list[int] | None] = [None]

@@ -18,8 +18,9 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from bus import ProduceError
+from mail import ParsedResult, parse
 from schemas.keys import AddressError
-from schemas.mail import MailSummary, summary_fields
+from schemas.mail import MailSummary, ParsedMail, summary_fields
 from schemas.records import (
     DeliveryEvent,
     DroppedMail,
@@ -29,7 +30,6 @@ from schemas.records import (
 )
 from schemas.topics import delivery_topic, dropped_mail_topic
 from store import MailStore, NewMessage
-from streams.parsing import summarise
 from streams.writes import RetryPolicy, Sleep, WorkerHealth, describe, write_isolated
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,8 @@ class BatchOutcome:
     deliveries: list[DeliveryEvent] = field(default_factory=list)
     dropped: list[tuple[bytes | None, DroppedMail]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
+    #: Ids of the messages this batch stored for the first time.
+    inserted_ids: list[str] = field(default_factory=list)
 
 
 def mailbox_view(event: MailboxLifecycleEvent) -> MailboxView | None:
@@ -94,10 +96,10 @@ async def store_raw_batch(
     if not accepted:
         return outcome
 
-    summaries = await asyncio.to_thread(_summarise_all, [r.value or b"" for r, _ in accepted])
+    parsed = await asyncio.to_thread(_parse_all, [r.value or b"" for r, _ in accepted])
     batch = [
-        _new_message(record, envelope, summary, message_ttl)
-        for (record, envelope), summary in zip(accepted, summaries, strict=True)
+        _new_message(record, envelope, result, message_ttl)
+        for (record, envelope), result in zip(accepted, parsed, strict=True)
     ]
     written = await write_isolated(
         store,
@@ -113,6 +115,10 @@ async def store_raw_batch(
             _drop(outcome, record, "store_failed", envelope, written.failures.get(index, ""))
             continue
         outcome.counts[result.status] += 1
+        if result.status == "inserted":
+            outcome.inserted_ids.append(message.id)
+        if result.status == "duplicate":
+            continue  # a sender's retry: its first copy was announced already
         if result.seq is not None:
             outcome.deliveries.append(_delivery(message, result.seq))
         elif result.status == "no_mailbox":
@@ -189,32 +195,45 @@ def _drop(
     )
 
 
-def _summarise_all(raws: list[bytes]) -> list[MailSummary]:
-    return [_summarise_one(raw) for raw in raws]
+def _parse_all(raws: list[bytes]) -> list[ParsedResult | None]:
+    return [_parse_one(raw) for raw in raws]
 
 
-def _summarise_one(raw: bytes) -> MailSummary:
+def _parse_one(raw: bytes) -> ParsedResult | None:
     """The parser never raises by contract; should it, the mail is stored raw anyway."""
     try:
-        return summarise(raw)
-    except Exception as exc:
+        return parse(raw)
+    except Exception:
         log.exception("the parser raised on a mail of %d bytes", len(raw))
-        return MailSummary(parse_errors=(f"parser failed: {describe(exc)}",))
+        return None
 
 
 def _new_message(
-    record: RawRecord, envelope: RawMailEnvelope, summary: MailSummary, ttl: timedelta
+    record: RawRecord, envelope: RawMailEnvelope, result: ParsedResult | None, ttl: timedelta
 ) -> NewMessage:
+    raw = record.value or b""
+    document: ParsedMail | None
+    data: tuple[bytes, ...]
+    if result is None:
+        summary = MailSummary(parse_errors=("parser failed: see the worker's log",))
+        document, data, version = None, (), 0
+    else:
+        summary, document, data = result.mail, result.mail, result.attachment_data
+        version = document.parser_version
     fields = summary_fields(summary)
     fields["sender"] = summary.sender or envelope.sender
     return NewMessage(
         **fields,
-        id=envelope.stored_message_id(has_message_id_header=bool(summary.message_id_header)),
+        id=envelope.message_id,
         address=envelope.mailbox_key,
         ingest_id=envelope.ingest_id,
         received_at=envelope.received_at,
         expires_at=envelope.received_at + ttl,
-        raw=record.value or b"",
+        raw=raw,
+        document=document,
+        attachment_data=data,
+        parser_version=version,
+        dedupe_key=envelope.dedupe_key(summary.message_id_header),
     )
 
 

@@ -48,6 +48,8 @@ TEST_ENV = {
     # Short enough for the abuse and broker-stopped tests to see them fire.
     "TMPMAIL_SMTP_DATA_TIMEOUT_S": "8",
     "TMPMAIL_PRODUCE_TIMEOUT_S": "5",
+    # A killed worker's partitions move to its replacement quickly.
+    "TMPMAIL_STREAMS_SESSION_TIMEOUT_S": "6",
     # STARTTLS with a self-signed certificate made by tls_files() (swaks --tls).
     "TMPMAIL_SMTP_TLS_CERT": str(TLS_DIR / "cert.pem"),
     "TMPMAIL_SMTP_TLS_KEY": str(TLS_DIR / "key.pem"),

@@ -243,7 +243,7 @@ async def test_ten_mib_mail_goes_through_and_larger_is_refused_552(
 async def test_malformed_corpus_mail_is_stored_with_its_parse_errors(
     client: httpx.AsyncClient, stack: Settings
 ) -> None:
-    from tests.streams.test_parsing import CORPUS_FILES
+    from tests.mail.support import CORPUS_FILES
 
     box = await create_mailbox(client)
     picked = [p for p in CORPUS_FILES if p.parent.name == "mail-parser"][:12]

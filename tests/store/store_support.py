@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 from store import Mailbox, MailStore, NewMessage, WriteResult
 
@@ -66,6 +66,109 @@ async def plant_orphan_chunk(store: MailStore, message_id: str, expires_at: date
             "_id": f"{message_id}:0",
             "message_id": message_id,
             "n": 0,
+            "data": b"orphan",
+            "expires_at": utc_ms(expires_at),
+        }
+    )
+
+
+def parse_of(
+    subject: str, attachments: dict[str, bytes] | None = None, *, version: int = 1
+) -> dict[str, object]:
+    """``make_message`` fields for a message with a whole parse: its document (whose
+    summary is the message's), the attachments' bytes and the parser version."""
+    from schemas.mail import AttachmentInfo, MailAddress, ParsedMail
+
+    attachments = attachments or {}
+    document = ParsedMail(
+        subject=subject,
+        sender="Zoë <zoe@example.test>",
+        preview=f"{subject} text",
+        parser_version=version,
+        date=NOW.astimezone(timezone(timedelta(hours=2))),
+        from_=(MailAddress(name="Zoë", address="zoe@example.test"),),
+        to=(MailAddress(address="alice@tmpmail.test"),),
+        text=f"{subject} text",
+        html=f"<p>{subject} ✉ <img src='cid:logo@x'></p>",
+        attachments=tuple(
+            AttachmentInfo(id=aid, filename=f"{aid}.bin", size=len(data))
+            for aid, data in attachments.items()
+        ),
+        cid_map={"logo@x": next(iter(attachments), "")},
+        headers=(("Subject", subject), ("X-Weird", "a\x00b")),
+    )
+    return {
+        "subject": subject,
+        "sender": document.sender,
+        "preview": document.preview,
+        "document": document,
+        "attachment_data": tuple(attachments.values()),
+        "parser_version": version,
+    }
+
+
+# --- more peeking under the port ----------------------------------------------------------
+PIECES = {
+    "raw": ("message_chunks", "_chunks"),
+    "documents": ("message_documents", "_documents"),
+    "attachments": ("message_attachments", "_attachments"),
+    "keys": ("dedupe_keys", "_keys"),
+}
+
+
+async def piece_count(store: MailStore, kind: str) -> int:
+    """How many pieces of ``kind`` (raw, documents, attachments, keys) the adapter holds."""
+    from store.mongodb import MongoStore
+    from store.sqlite import SQLiteStore
+
+    table, collection = PIECES[kind]
+    if isinstance(store, SQLiteStore):
+        count: int = await store._read(
+            lambda conn: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        )
+        return count
+    assert isinstance(store, MongoStore)
+    return await getattr(store, collection).count_documents({})
+
+
+async def mark_seen(store: MailStore, message_id: str) -> None:
+    """Set a message's ``seen`` flag (the port has no call for it yet)."""
+    from store.mongodb import MongoStore
+    from store.sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        await store._write(
+            lambda conn: conn.execute("UPDATE messages SET seen = 1 WHERE id = ?", (message_id,))
+        )
+        return
+    assert isinstance(store, MongoStore)
+    await store._messages.update_one({"_id": message_id}, {"$set": {"seen": True}})
+
+
+async def plant_orphan_attachment(store: MailStore, message_id: str, expires_at: datetime) -> None:
+    """An attachment chunk whose message was never written."""
+    from store._common import to_ms, utc_ms
+    from store.mongodb import MongoStore
+    from store.sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        await store._write(
+            lambda conn: conn.execute(
+                "INSERT INTO message_attachments (message_id, parser_version, attachment_id, n,"
+                " size, data, expires_at) VALUES (?, 1, 'a', 0, 6, ?, ?)",
+                (message_id, b"orphan", to_ms(expires_at)),
+            )
+        )
+        return
+    assert isinstance(store, MongoStore)
+    await store._attachments.insert_one(
+        {
+            "_id": f"{message_id}\x001\x00a\x000",
+            "message_id": message_id,
+            "parser_version": 1,
+            "attachment_id": "a",
+            "n": 0,
+            "size": 6,
             "data": b"orphan",
             "expires_at": utc_ms(expires_at),
         }

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from store import CHUNK_SIZE, MailStore, PurgeCounts, StoredMessage, StoreError
+from store import CHUNK_SIZE, DEDUPE_WINDOW, MailStore, PurgeCounts, StoredMessage, StoreError
 from tests.store.store_support import (
     ADDR,
     NOW,
@@ -15,6 +15,10 @@ from tests.store.store_support import (
     THIRD,
     MailboxFactory,
     MessageFactory,
+    mark_seen,
+    parse_of,
+    piece_count,
+    plant_orphan_attachment,
     plant_orphan_chunk,
     raw_chunk_count,
     store_many,
@@ -528,3 +532,332 @@ async def test_raw_chunks_are_purged_by_their_own_expiry(
     assert (counts.messages, counts.chunks) == (1, 4)
     assert await raw_chunk_count(store) == 1
     assert await store.get_raw(ADDR, kept.id) == kept.raw
+
+
+# --- the whole parse: document and attachments ------------------------------------------------
+async def test_the_document_and_attachments_round_trip(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    big = random.Random(7).randbytes(CHUNK_SIZE + 1)
+    files = {"a1": b"%PDF-1.4 \x00\xff", "logo": big, "empty": b""}
+    message = make_message(ADDR, **parse_of("report", files, version=3))
+    [result] = await store.store_messages([message], NOW)
+    assert (result.status, result.seq) == ("inserted", 1)
+
+    assert await store.get_document(ADDR, message.id) == message.document
+    for attachment_id, data in files.items():
+        assert await store.get_attachment(ADDR, message.id, attachment_id) == data
+    assert await store.get_attachment(ADDR, message.id, "no-such-attachment") is None
+    assert await store.get_raw(ADDR, message.id) == message.raw  # the raw bytes are kept too
+    summary = await store.get_message(ADDR, message.id)
+    assert summary is not None
+    assert (summary.subject, summary.parser_version) == ("report", 3)
+    assert await store.list_messages(ADDR, limit=10) == [summary]
+    assert await piece_count(store, "attachments") == 1 + 2 + 1
+
+
+async def test_the_document_and_attachments_are_scoped_by_mailbox(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    for address in (ADDR, OTHER):
+        await store.create_mailbox(make_mailbox(address), NOW)
+    message = make_message(ADDR, **parse_of("mine", {"a1": b"secret"}))
+    await store.store_messages([message], NOW)
+    assert await store.get_document(OTHER, message.id) is None
+    assert await store.get_attachment(OTHER, message.id, "a1") is None
+    assert await store.get_document(ADDR, "no-such-id") is None
+    assert await store.get_attachment(ADDR, "no-such-id", "a1") is None
+
+
+async def test_a_message_without_a_document(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    message = make_message(ADDR)
+    await store.store_messages([message], NOW)
+    assert await store.get_document(ADDR, message.id) is None
+    assert await store.get_attachment(ADDR, message.id, "a1") is None
+    assert await store.get_raw(ADDR, message.id) == message.raw
+
+
+# --- re-parse -----------------------------------------------------------------------------------
+async def test_a_newer_parser_updates_the_parse_and_keeps_the_rest(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR, created_at=NOW - DAY), NOW)
+    first = make_message(ADDR, received_at=NOW - HOUR, **parse_of("v1", {"a1": b"one"}))
+    neighbour = make_message(ADDR)
+    [stored, _] = await store.store_messages([first, neighbour], NOW)
+    await mark_seen(store, first.id)
+
+    reparse = first.model_copy(
+        update={
+            **parse_of("v2", {"b1": b"two", "b2": b"three"}, version=2),
+            "received_at": NOW,  # what a re-parse must not change
+            "expires_at": NOW + 3 * DAY,
+            "raw": b"other bytes",
+        }
+    )
+    [updated] = await store.store_messages([reparse], NOW + MS)
+    assert (updated.id, updated.status, updated.seq) == (first.id, "updated", stored.seq)
+
+    summary = await store.get_message(ADDR, first.id)
+    assert summary is not None
+    assert (summary.subject, summary.preview, summary.parser_version) == ("v2", "v2 text", 2)
+    assert (summary.seq, summary.seen, summary.received_at) == (stored.seq, True, NOW - HOUR)
+    assert (summary.expires_at, summary.size) == (first.expires_at, len(first.raw))
+    assert await store.get_raw(ADDR, first.id) == first.raw
+    assert await store.get_document(ADDR, first.id) == reparse.document
+    assert await store.get_attachment(ADDR, first.id, "a1") is None
+    assert await store.get_attachment(ADDR, first.id, "b2") == b"three"
+    assert await piece_count(store, "attachments") == 2
+    mailbox = await store.get_mailbox(ADDR)
+    assert mailbox is not None and mailbox.last_seq == 2  # no new seq
+
+    # The same version again, or an older one: nothing changes.
+    older = first.model_copy(update=parse_of("v0", {}, version=1))
+    again = await store.store_messages([reparse, older], NOW + 2 * MS)
+    assert [(r.status, r.seq) for r in again] == [("existing", stored.seq)] * 2
+    assert await store.get_document(ADDR, first.id) == reparse.document
+
+
+async def test_a_reparse_inside_one_batch(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    first = make_message(ADDR, **parse_of("v1", {"a1": b"one"}))
+    second = first.model_copy(update=parse_of("v2", {"a2": b"two"}, version=2))
+    results = await store.store_messages([first, second, first, second], NOW)
+    assert [(r.status, r.seq) for r in results] == [
+        ("inserted", 1),
+        ("updated", 1),
+        ("existing", 1),
+        ("existing", 1),
+    ]
+    assert await store.get_document(ADDR, first.id) == second.document
+    assert await store.get_attachment(ADDR, first.id, "a1") is None
+    assert await store.get_attachment(ADDR, first.id, "a2") == b"two"
+    summary = await store.get_message(ADDR, first.id)
+    assert summary is not None and (summary.subject, summary.parser_version) == ("v2", 2)
+
+
+async def test_an_expired_message_is_not_reparsed(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    first = make_message(ADDR, expires_at=NOW + HOUR, **parse_of("v1"))
+    await store.store_messages([first], NOW)
+    newer = first.model_copy(update=parse_of("v2", version=2))
+    [result] = await store.store_messages([newer], NOW + HOUR)
+    assert (result.status, result.seq) == ("existing", 1)
+    assert await store.get_document(ADDR, first.id, now=NOW) == first.document
+
+
+# --- sender retries stored once -----------------------------------------------------------------
+async def test_a_retry_with_the_same_key_within_24_hours_is_stored_once(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    first = make_message(ADDR, dedupe_key="k1")
+    retries = [
+        make_message(ADDR, dedupe_key="k1", received_at=NOW + HOUR),
+        make_message(ADDR, dedupe_key="k1", received_at=NOW + DEDUPE_WINDOW),
+    ]
+    [stored] = await store.store_messages([first], NOW)
+    results = await store.store_messages(retries, NOW + HOUR)
+    assert [(r.id, r.status, r.seq, r.duplicate_of) for r in results] == [
+        (retry.id, "duplicate", stored.seq, first.id) for retry in retries
+    ]
+    assert [m.id for m in await store.list_messages(ADDR, limit=10)] == [first.id]
+    assert await store.get_message(ADDR, retries[0].id) is None
+    mailbox = await store.get_mailbox(ADDR)
+    assert mailbox is not None and mailbox.last_seq == 1
+
+    # A replay deduplicates the same way.
+    replay = await store.store_messages([first, *retries], NOW + 2 * HOUR)
+    assert [(r.status, r.seq) for r in replay] == [("existing", stored.seq)] + [
+        ("duplicate", stored.seq)
+    ] * 2
+
+
+async def test_a_copy_past_24_hours_is_new_and_takes_the_key(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    first = make_message(ADDR, dedupe_key="k1")
+    late = make_message(ADDR, dedupe_key="k1", received_at=NOW + DEDUPE_WINDOW + MS)
+    later = make_message(ADDR, dedupe_key="k1", received_at=NOW + DEDUPE_WINDOW + 2 * HOUR)
+    results = await store.store_messages([first], NOW)
+    results += await store.store_messages([late], NOW + DEDUPE_WINDOW + MS)
+    results += await store.store_messages([later], NOW + DEDUPE_WINDOW + 2 * HOUR)
+    assert [(r.status, r.seq, r.duplicate_of) for r in results] == [
+        ("inserted", 1, None),
+        ("inserted", 2, None),
+        ("duplicate", 2, late.id),  # the key now names the later copy
+    ]
+    assert await piece_count(store, "keys") == 1
+
+
+async def test_keys_are_per_mailbox_and_mail_without_one_is_never_deduplicated(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    for address in (ADDR, OTHER):
+        await store.create_mailbox(make_mailbox(address), NOW)
+    batch = [
+        make_message(ADDR, dedupe_key="k1"),
+        make_message(OTHER, dedupe_key="k1"),
+        make_message(ADDR),
+        make_message(ADDR),
+        make_message(ADDR, dedupe_key="k2"),
+    ]
+    results = await store.store_messages(batch, NOW)
+    assert [r.status for r in results] == ["inserted"] * 5
+    assert await piece_count(store, "keys") == 3
+
+
+async def test_a_retry_inside_the_same_batch(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    first, other = make_message(ADDR, dedupe_key="k1"), make_message(ADDR)
+    retry = make_message(ADDR, dedupe_key="k1", received_at=NOW + MS)
+    results = await store.store_messages([first, other, retry, first], NOW)
+    assert [(r.status, r.seq, r.duplicate_of) for r in results] == [
+        ("inserted", 1, None),
+        ("inserted", 2, None),
+        ("duplicate", 1, first.id),
+        ("existing", 1, None),
+    ]
+
+
+async def test_a_retry_of_a_deleted_mail_stays_deleted(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    first = make_message(ADDR, dedupe_key="k1")
+    await store.store_messages([first], NOW)
+    assert await store.delete_message(ADDR, first.id)
+    retry = make_message(ADDR, dedupe_key="k1", received_at=NOW + HOUR)
+    [result] = await store.store_messages([retry], NOW + HOUR)
+    assert (result.status, result.seq, result.duplicate_of) == ("duplicate", None, first.id)
+    assert await store.list_messages(ADDR, limit=10) == []
+
+
+async def test_a_take_over_removes_the_previous_owners_parses_and_keys(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    first = make_mailbox(ADDR, expires_at=NOW + HOUR, purge_after=NOW + 2 * HOUR)
+    assert await store.create_mailbox(first, NOW)
+    old = make_message(ADDR, dedupe_key="k1", **parse_of("old", {"a1": b"x"}))
+    await store.store_messages([old], NOW)
+    later = NOW + 2 * HOUR
+    second = make_mailbox(ADDR, created_at=later, expires_at=later + DAY)
+    assert await store.create_mailbox(second, later)
+    for kind in ("raw", "documents", "attachments", "keys"):
+        assert await piece_count(store, kind) == 0, kind
+
+    fresh = make_message(ADDR, dedupe_key="k1", received_at=later)
+    [result] = await store.store_messages([fresh], later)
+    assert result.status == "inserted"
+
+
+# --- expired mail is invisible at once ----------------------------------------------------------
+async def test_expired_mail_is_invisible_to_every_read_before_the_purge(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR, created_at=NOW - DAY), NOW - DAY)
+    short = make_message(ADDR, expires_at=NOW + HOUR, **parse_of("short", {"a1": b"x"}))
+    long = make_message(ADDR, expires_at=NOW + DAY)
+    await store.store_messages([short, long], NOW)
+
+    async def visible(now: datetime | None) -> list[object]:
+        return [
+            [m.id for m in await store.list_messages(ADDR, limit=10, now=now)],
+            [m.id for m in await store.list_messages(ADDR, limit=10, before_seq=3, now=now)],
+            [m.id for m in await store.list_messages_after(ADDR, 0, limit=10, now=now)],
+            await store.get_message(ADDR, short.id, now=now) is not None,
+            await store.get_raw(ADDR, short.id, now=now) is not None,
+            await store.get_document(ADDR, short.id, now=now) is not None,
+            await store.get_attachment(ADDR, short.id, "a1", now=now) is not None,
+        ]
+
+    both = [long.id, short.id]
+    assert await visible(NOW + HOUR - MS) == [both, both, both[::-1], True, True, True, True]
+    only_long = [long.id]
+    assert await visible(NOW + HOUR) == [only_long] * 3 + [False] * 4
+
+    # Without ``now``, reads use the current time.
+    old = make_message(
+        ADDR, received_at=NOW - 3 * HOUR, expires_at=NOW - 2 * HOUR, **parse_of("old", {"a1": b""})
+    )
+    [stored] = await store.store_messages([old], NOW - 3 * HOUR)
+    assert stored.status == "inserted"
+    assert old.id not in [m.id for m in await store.list_messages(ADDR, limit=10)]
+    assert await store.get_message(ADDR, old.id) is None
+    assert await store.get_document(ADDR, old.id) is None
+    assert await store.get_attachment(ADDR, old.id, "a1") is None
+    assert await store.get_message(ADDR, old.id, now=NOW - 3 * HOUR) is not None
+
+
+# --- deleting and purging the whole parse -------------------------------------------------------
+async def test_delete_removes_the_document_and_attachments(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    message = make_message(ADDR, **parse_of("bye", {"a1": b"x" * (CHUNK_SIZE + 1)}))
+    kept = make_message(ADDR, **parse_of("kept", {"a1": b"y"}))
+    await store.store_messages([message, kept], NOW)
+    assert await store.delete_message(ADDR, message.id)
+    assert await store.get_document(ADDR, message.id) is None
+    assert await store.get_attachment(ADDR, message.id, "a1") is None
+    assert (await piece_count(store, "documents"), await piece_count(store, "attachments")) == (
+        1,
+        1,
+    )
+    [again] = await store.store_messages([message], NOW + HOUR)
+    assert again.status == "tombstoned"
+
+
+async def test_attachments_documents_and_keys_are_purged_by_their_own_expiry(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+    short = make_message(
+        ADDR, expires_at=NOW + HOUR, dedupe_key="k1", **parse_of("short", {"a": b"1", "b": b"2"})
+    )
+    kept = make_message(ADDR, expires_at=NOW + DAY, dedupe_key="k2", **parse_of("kept", {"a": b""}))
+    await store.store_messages([short, kept], NOW)
+    await plant_orphan_attachment(store, "never-written", NOW + HOUR)
+
+    counts = await store.purge_expired(NOW + HOUR)
+    assert (counts.messages, counts.document_chunks, counts.attachment_chunks) == (1, 1, 3)
+    assert counts.dedupe_keys == 0  # a key outlives its copy by the window
+    assert (await piece_count(store, "documents"), await piece_count(store, "attachments")) == (
+        1,
+        1,
+    )
+    assert await store.get_attachment(ADDR, kept.id, "a") == b""
+
+    counts = await store.purge_expired(NOW + HOUR + DEDUPE_WINDOW)
+    assert counts.dedupe_keys == 1
+    assert await piece_count(store, "keys") == 1
+
+
+async def test_purge_reports_the_addresses_it_removed_a_bounded_number_at_a_time(
+    store: MailStore, make_mailbox: MailboxFactory
+) -> None:
+    gone = [f"gone{i}@tmpmail.test" for i in range(5)]
+    for address in gone:
+        await store.create_mailbox(
+            make_mailbox(address, expires_at=NOW + HOUR, purge_after=NOW + 2 * HOUR), NOW
+        )
+    await store.create_mailbox(make_mailbox(ADDR), NOW)
+
+    assert (await store.purge_expired(NOW + 2 * HOUR - MS)).addresses == ()
+    first = await store.purge_expired(NOW + 2 * HOUR, mailbox_limit=3)
+    rest = await store.purge_expired(NOW + 2 * HOUR, mailbox_limit=3)
+    assert (first.mailboxes, len(first.addresses), rest.mailboxes) == (3, 3, 2)
+    assert sorted(first.addresses + rest.addresses) == gone
+    assert await store.purge_expired(NOW + 2 * HOUR) == PurgeCounts()
+    assert await store.get_mailbox(ADDR) is not None

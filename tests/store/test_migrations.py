@@ -1,7 +1,8 @@
-"""Stores written by the first release (schema version 1) open and migrate under this code.
+"""Stores written by earlier releases open and migrate under this code.
 
-The version-1 stores here are written the way that release wrote them, with its own
-statements and documents copied below, not with today's code.
+The old stores here are written the way those releases wrote them, with their own
+statements and documents copied below, not with today's code: SQLite at version 1 (the
+first release) and 2 (the summary as JSON, chunks with expiry); MongoDB at version 1.
 """
 
 from __future__ import annotations
@@ -10,17 +11,18 @@ import asyncio
 import json
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from store import Mailbox
+from store import Mailbox, MailStore, NewMessage
 from store._common import to_ms, utc_ms
 from store.mongodb import LEASE_S, MongoStore
+from store.mongodb import SCHEMA_VERSION as MONGO_SCHEMA_VERSION
 from store.sqlite import SCHEMA_VERSION, SQLiteStore
-from tests.store.store_support import ADDR, NOW
+from tests.store.store_support import ADDR, NOW, parse_of
 
 DAY = timedelta(days=1)
 
@@ -65,6 +67,31 @@ V1_SQLITE_SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS tombstones_by_expires_at ON tombstones (expires_at)",
 )
+
+#: The version-2 migration, verbatim (a store at version 2 ran version 1 and then this).
+V2_SQLITE_MIGRATION = (
+    "ALTER TABLE messages ADD COLUMN summary TEXT NOT NULL DEFAULT '{}'",
+    "UPDATE messages SET summary = json_object('sender', sender, 'subject', subject,"
+    " 'preview', preview, 'parse_errors', json(parse_errors))",
+    "ALTER TABLE messages DROP COLUMN sender",
+    "ALTER TABLE messages DROP COLUMN subject",
+    "ALTER TABLE messages DROP COLUMN preview",
+    "ALTER TABLE messages DROP COLUMN parse_errors",
+    "ALTER TABLE message_chunks ADD COLUMN expires_at INTEGER NOT NULL DEFAULT 0",
+    "UPDATE message_chunks SET expires_at = coalesce("
+    "(SELECT expires_at FROM messages WHERE messages.id = message_chunks.message_id), 0)",
+    "CREATE INDEX IF NOT EXISTS message_chunks_by_expires_at ON message_chunks (expires_at)",
+)
+#: Version 2's writes of a mailbox, a message and a chunk, verbatim.
+V2_INSERT_MAILBOX = (
+    "INSERT INTO mailboxes (address, id, token_hash, created_at, expires_at, purge_after,"
+    " last_seq) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+V2_INSERT_MESSAGE = (
+    "INSERT INTO messages (id, address, seq, ingest_id, received_at, expires_at, size, seen,"
+    " summary) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)"
+)
+V2_INSERT_CHUNK = "INSERT INTO message_chunks (message_id, n, data, expires_at) VALUES (?, ?, ?, ?)"
 
 RAW = b"From: a@example.test\r\nSubject: old\r\n\r\nwritten at version 1\r\n"
 MAILBOX = Mailbox(
@@ -115,6 +142,73 @@ def write_v1_sqlite(path: Path) -> None:
     conn.close()
 
 
+def write_v2_sqlite(path: Path) -> None:
+    """A store as version 2 wrote it: version 1's schema, migrated, then written to."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in (*V1_SQLITE_SCHEMA, *V2_SQLITE_MIGRATION):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(
+        V2_INSERT_MAILBOX,
+        (
+            MAILBOX.address,
+            MAILBOX.id,
+            MAILBOX.token_hash,
+            to_ms(MAILBOX.created_at),
+            to_ms(MAILBOX.expires_at),
+            to_ms(MAILBOX.purge_after),
+            1,
+        ),
+    )
+    summary = {
+        "sender": "Zoë <a@example.test>",
+        "subject": "old",
+        "preview": "written at version 1",
+        "message_id_header": "",
+        "parse_errors": ["message: MissingHeaderBodySeparatorDefect"],
+    }
+    conn.execute(
+        V2_INSERT_MESSAGE,
+        (
+            "msg1",
+            ADDR,
+            1,
+            "ingest1",
+            to_ms(NOW - DAY),
+            to_ms(NOW + DAY),
+            len(RAW),
+            json.dumps(summary),
+        ),
+    )
+    conn.execute(V2_INSERT_CHUNK, ("msg1", 0, RAW, to_ms(NOW + DAY)))
+    conn.close()
+
+
+async def check_reparse_of_old_mail(store: MailStore) -> None:
+    """Old mail has parser version 0 and no document; a newer parse updates it."""
+    old = await store.get_message(ADDR, "msg1")
+    assert old is not None and old.parser_version == 0
+    assert await store.get_document(ADDR, "msg1") is None
+    reparse = NewMessage(
+        id="msg1",
+        address=ADDR,
+        ingest_id="ingest1",
+        received_at=NOW - DAY,
+        expires_at=NOW + DAY,
+        raw=RAW,
+        dedupe_key="k1",
+        **parse_of("reparsed", {"a1": b"attached"}),  # type: ignore[arg-type]
+    )
+    [result] = await store.store_messages([reparse], NOW)
+    assert (result.status, result.seq) == ("updated", 1)
+    assert await store.get_document(ADDR, "msg1") == reparse.document
+    assert await store.get_attachment(ADDR, "msg1", "a1") == b"attached"
+    assert await store.get_raw(ADDR, "msg1") == RAW
+    retry = reparse.model_copy(update={"id": "msg2", "received_at": NOW})
+    [duplicate] = await store.store_messages([retry], NOW)
+    assert (duplicate.status, duplicate.seq, duplicate.duplicate_of) == ("duplicate", 1, "msg1")
+
+
 async def check_v1_content(store: SQLiteStore | MongoStore) -> None:
     """What version 1 stored reads back whole, and follows today's rules."""
     assert await store.get_mailbox(ADDR) == MAILBOX
@@ -144,15 +238,41 @@ async def test_a_version_1_sqlite_store_opens_and_migrates(tmp_path: Path) -> No
     finally:
         await store.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
-    assert "summary" in columns and "preview" not in columns
+    assert {"summary", "parser_version"} <= columns and "preview" not in columns
     conn.close()
 
 
-async def test_a_migrated_sqlite_store_has_the_schema_of_a_new_one(tmp_path: Path) -> None:
+async def test_a_version_2_sqlite_store_opens_and_migrates(tmp_path: Path) -> None:
+    path = tmp_path / "v2.sqlite3"
+    write_v2_sqlite(path)
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        await check_reparse_of_old_mail(store)
+    finally:
+        await store.close()
+    write_v2_sqlite(tmp_path / "again.sqlite3")
+    store = SQLiteStore(tmp_path / "again.sqlite3")
+    await store.open()
+    try:
+        await check_v1_content(store)  # the same content, read and purged by today's code
+    finally:
+        await store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"message_documents", "message_attachments", "dedupe_keys"} <= tables
+    conn.close()
+
+
+@pytest.mark.parametrize("write_old", [write_v1_sqlite, write_v2_sqlite])
+async def test_a_migrated_sqlite_store_has_the_schema_of_a_new_one(
+    tmp_path: Path, write_old: Callable[[Path], None]
+) -> None:
     migrated, new = tmp_path / "migrated.sqlite3", tmp_path / "new.sqlite3"
-    write_v1_sqlite(migrated)
+    write_old(migrated)
     for path in (migrated, new):
         store = SQLiteStore(path)
         await store.open()
@@ -255,12 +375,35 @@ async def test_a_version_1_mongodb_store_opens_and_records_its_version(
     await asyncio.gather(*(store.open() for store in stores))
     try:
         meta = await stores[0]._meta.find_one({"_id": "schema"})
-        assert meta is not None and meta["version"] == 1
+        assert meta is not None and meta["version"] == MONGO_SCHEMA_VERSION == 2
         assert await stores[0]._meta.count_documents({"_id": "migration-lease"}) == 0
         await check_v1_content(stores[1])
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_a_version_1_mongodb_store_migrates_to_the_whole_parse(
+    mongo_v1: tuple[str, str],
+) -> None:
+    url, name = mongo_v1
+    store = MongoStore(url, name)
+    await store.open()
+    try:
+        doc = await store._messages.find_one({"_id": "msg1"})
+        assert doc is not None and doc["parser_version"] == 0
+        indexes = {
+            collection.name: set(await collection.index_information())
+            for collection in (store._documents, store._attachments, store._keys)
+        }
+        assert indexes == {
+            "message_documents": {"_id_", "documents_by_message", "documents_by_expiry"},
+            "message_attachments": {"_id_", "attachments_by_message", "attachments_by_expiry"},
+            "dedupe_keys": {"_id_", "keys_by_address", "keys_by_expiry"},
+        }
+        await check_reparse_of_old_mail(store)
+    finally:
+        await store.close()
 
 
 async def test_a_mongodb_store_newer_than_the_code_is_refused(mongo_v1: tuple[str, str]) -> None:
@@ -284,6 +427,6 @@ async def test_a_dead_migrators_lease_is_taken_over(mongo_v1: tuple[str, str]) -
     await store.open()
     try:
         meta = await store._meta.find_one({"_id": "schema"})
-        assert meta is not None and meta["version"] == 1
+        assert meta is not None and meta["version"] == MONGO_SCHEMA_VERSION
     finally:
         await store.close()

@@ -171,7 +171,7 @@ async def test_a_parser_that_raises_still_stores_the_raw_mail(
     def explode(raw: bytes) -> object:
         raise LookupError("unknown encoding: idna-ish")
 
-    monkeypatch.setattr(service, "summarise", explode)
+    monkeypatch.setattr(service, "parse", explode)
     store = FlakyStore()
     outcome = await store_raw_batch(
         [_raw("x", 1)],
