@@ -34,13 +34,7 @@ from schemas.topics import (
     dropped_mail_topic,
 )
 from store import MailStore, StoreError
-from streams.service import (
-    BatchOutcome,
-    RawRecord,
-    publish_outcome,
-    store_raw_batch,
-    worker_error_outcome,
-)
+from streams.service import RawMailWorker, RawRecord
 from streams.table import (
     MailboxTableLookup,
     apply_lifecycle,
@@ -122,25 +116,14 @@ def build_app(settings: Settings, store: MailStore, producer: AsyncProducer) -> 
 
     health = WorkerHealth()
 
-    async def handle_raw_batch(records: list[RawRecord]) -> BatchOutcome:
-        """Store a batch and publish what came of it; the batch can then be acked."""
-        try:
-            outcome = await store_raw_batch(
-                records,
-                lookup=lookup,
-                store=store,
-                message_ttl=settings.message_ttl,
-                now=utcnow(),
-                policy=RETRY_POLICY,
-                health=health,
-            )
-        except Exception as exc:  # nothing below should raise; if it does, a way out
-            log.exception(
-                "a batch of %d raw mails failed; publishing them as dropped", len(records)
-            )
-            outcome = worker_error_outcome(records, exc)
-        await publish_outcome(producer, outcome)
-        return outcome
+    worker = RawMailWorker(
+        lookup=lookup,
+        store=store,
+        producer=producer,
+        message_ttl=settings.message_ttl,
+        policy=RETRY_POLICY,
+        health=health,
+    )
 
     @app.agent(raw_mail_topic)
     async def store_raw_mail(stream: faust.StreamT) -> AsyncIterator[None]:
@@ -156,7 +139,7 @@ def build_app(settings: Settings, store: MailStore, producer: AsyncProducer) -> 
                 )
                 for e in events
             ]
-            outcome = await handle_raw_batch(records)
+            outcome = await worker.handle_batch(records, now=utcnow())
             for event in events:
                 await stream.ack(event)
             if outcome.dropped:

@@ -295,3 +295,34 @@ def worker_error_outcome(records: Sequence[RawRecord], error: BaseException) -> 
     for record in records:
         _drop(outcome, record, "worker_error", None, describe(error))
     return outcome
+
+
+@dataclass(slots=True)
+class RawMailWorker:
+    """What the raw-mail agent does with each batch, apart from Faust: store it, then
+    publish what came of it. The batch can be acked once this returns; it never raises
+    for a record's sake (the last way out publishes the batch as ``worker_error``)."""
+
+    lookup: MailboxLookup
+    store: MailStore
+    producer: Publisher
+    message_ttl: timedelta
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    health: WorkerHealth = field(default_factory=WorkerHealth)
+
+    async def handle_batch(self, records: Sequence[RawRecord], *, now: datetime) -> BatchOutcome:
+        try:
+            outcome = await store_raw_batch(
+                records,
+                lookup=self.lookup,
+                store=self.store,
+                message_ttl=self.message_ttl,
+                now=now,
+                policy=self.policy,
+                health=self.health,
+            )
+        except Exception as exc:  # nothing below should raise; if it does, a way out
+            log.exception("a batch of %d raw mails failed; publishing it as dropped", len(records))
+            outcome = worker_error_outcome(records, exc)
+        await publish_outcome(self.producer, outcome)
+        return outcome

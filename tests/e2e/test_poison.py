@@ -29,13 +29,21 @@ def _poison(kind: str, to: str, subject: str) -> bytes:
             f"{head}Subject: {subject}\r\nMIME-Version: 1.0\r\n"
             "Content-Type: text/plain; charset=undefined\r\n\r\nhello\r\n"
         ).encode()
+    if kind == "unclosed-tags":
+        html = "<a " * (128 * 1024 // 3)
+        return (
+            f"{head}Subject: {subject}\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n"
+        ).encode()
     if kind == "huge-subject":
         folded = "\r\n ".join(["=?utf-8?q?=C3=A9=C3=A9=C3=A9?="] * 200_000)  # ~6 MiB
         return f"{head}Subject: {subject} {folded}\r\n\r\nbody\r\n".encode()
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize("kind", ["charset-idna", "charset-undefined", "huge-subject"])
+@pytest.mark.parametrize(
+    "kind", ["charset-idna", "charset-undefined", "unclosed-tags", "huge-subject"]
+)
 async def test_a_poison_mail_does_not_stop_the_next_one(stack: Settings, kind: str) -> None:
     async with httpx.AsyncClient(base_url=stack.http_url, timeout=30) as client:
         box = await create_mailbox(client)
@@ -63,4 +71,49 @@ async def test_a_poison_mail_does_not_stop_the_next_one(stack: Settings, kind: s
         assert poison, f"the poison was neither stored nor listed: {listed}"
         assert poison[0]["parse_errors"] or kind != "charset-idna"
         assert len(poison[0]["subject"]) < 64 * 1024  # never a multi-MiB display value
+    assert streams_ready(stack)
+
+
+async def test_every_corpus_mail_is_stored_once_with_the_parsers_fields(stack: Settings) -> None:
+    import hashlib
+    import re
+    from collections import Counter
+
+    from mail import parse
+    from tests.mail.support import CORPUS_FILES
+
+    def crlf(data: bytes) -> bytes:
+        return re.sub(rb"(?<!\r)\n", b"\r\n", data)
+
+    expected: Counter[tuple[str, str]] = Counter()
+    keys: set[tuple[str, str]] = set()
+    async with httpx.AsyncClient(base_url=stack.http_url, timeout=30) as client:
+        box = await create_mailbox(client)
+        for path in CORPUS_FILES:
+            data = crlf(path.read_bytes())
+            data = data if data.endswith(b"\r\n") else data + b"\r\n"
+            parsed = parse(data).mail
+            key = (parsed.message_id_header, hashlib.sha256(data).hexdigest())
+            if parsed.message_id_header and key in keys:
+                continue  # the same mail twice: stored once, by design
+            keys.add(key)
+            expected[(parsed.subject, parsed.sender or "corpus@example.org")] += 1  # envelope
+            await asyncio.to_thread(send_raw, stack, box.address, data, "corpus@example.org")
+
+        async def stored() -> list[dict[str, object]]:
+            messages: list[dict[str, object]] = []
+            cursor = None
+            while True:
+                params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
+                page = (await client.get("/api/messages", headers=box.auth, params=params)).json()
+                messages += page["messages"]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    return messages
+
+        async with asyncio.timeout(90):
+            while len(await stored()) < sum(expected.values()):  # noqa: ASYNC110
+                await asyncio.sleep(0.5)
+        got = Counter((str(m["subject"]), str(m["sender"])) for m in await stored())
+        assert got == expected
     assert streams_ready(stack)

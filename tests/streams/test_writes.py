@@ -223,3 +223,47 @@ def test_the_last_way_out_drops_every_record_with_the_error() -> None:
         ("worker_error", 8),
     ]
     assert "boom" in outcome.dropped[0][1].detail
+
+
+async def test_the_worker_publishes_a_batch_it_could_not_handle_as_dropped() -> None:
+    from streams.service import RawMailWorker
+
+    class Exploding(FlakyStore):
+        async def get_mailbox(self, address: str) -> None:
+            raise AssertionError("unreachable")
+
+    class BadLookup:
+        async def find(self, address: str) -> MailboxView | None:
+            raise RuntimeError("table corrupt")  # not caught anywhere below
+
+    producer = FlakyProducer([])
+    worker = RawMailWorker(
+        lookup=BadLookup(),
+        store=Exploding(),  # type: ignore[arg-type]
+        producer=producer,
+        message_ttl=timedelta(days=7),
+    )
+    outcome = await worker.handle_batch([_raw("a", 1), _raw("b", 2)], now=NOW)
+    assert [d.reason for _, d in outcome.dropped] == ["worker_error", "worker_error"]
+    assert len(producer.sent) == 2  # published, so the batch can be acked
+
+
+def test_an_agent_with_a_dead_actor_is_not_alive() -> None:
+    import asyncio as aio
+    from types import SimpleNamespace
+
+    from streams.app import _agent_alive
+
+    loop = aio.new_event_loop()
+    try:
+        done: aio.Future[None] = loop.create_future()
+        done.set_result(None)
+        running: aio.Future[None] = loop.create_future()
+        alive = SimpleNamespace(_actors=[SimpleNamespace(actor_task=running)])
+        dead = SimpleNamespace(
+            _actors=[SimpleNamespace(actor_task=running), SimpleNamespace(actor_task=done)]
+        )
+        assert _agent_alive(alive) and not _agent_alive(dead)
+        assert not _agent_alive(SimpleNamespace(_actors=[]))
+    finally:
+        loop.close()
