@@ -7,17 +7,26 @@
     ├── Invalid        422  the request is well-formed JSON but not acceptable
     └── Unavailable    503  a dependency (store, broker) is down: retry
 
-Validation errors and Starlette's own HTTP errors are rendered in the same shape.
+Outside the tree, mapped here too: ``store.StoreError`` and ``bus.ProduceError`` are 503
+``unavailable``; validation errors and Starlette's own HTTP errors keep their status; any
+other exception is a 500 ``internal`` in the same JSON shape. No response carries a path,
+a driver message or a stack trace: those go to the log.
 """
 
 from __future__ import annotations
+
+import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from bus import ProduceError
 from schemas.api import ErrorBody, ErrorDetail
+from store import StoreError
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -64,7 +73,7 @@ _STATUS_CODES = {
 
 #: OpenAPI: the error shape, for routes to declare.
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    status: {"model": ErrorBody} for status in (401, 404, 409, 422, 503)
+    status: {"model": ErrorBody} for status in (401, 404, 409, 422, 500, 503)
 }
 
 
@@ -89,6 +98,29 @@ def install_error_handlers(app: FastAPI) -> None:
             else str(first.get("msg", "invalid request"))
         )
         return error_response(422, "invalid", message)
+
+    @app.exception_handler(StoreError)
+    async def _store_down(request: Request, exc: StoreError) -> JSONResponse:
+        log.error("store error on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(
+            503,
+            "unavailable",
+            "the store is unavailable; try again shortly",
+            **{"Retry-After": "5"},
+        )
+
+    @app.exception_handler(ProduceError)
+    async def _broker_down(request: Request, exc: ProduceError) -> JSONResponse:
+        log.error("broker error on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(
+            503, "unavailable", "the message broker is unavailable; try again shortly",
+            **{"Retry-After": "5"},
+        )  # fmt: skip
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", "internal error; it has been logged")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

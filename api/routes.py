@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -25,11 +26,14 @@ from schemas.api import (
 from schemas.records import DeliveryEvent, utcnow
 from store import StoredMessage, StoreError
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
 health_router = APIRouter()
 
 SSE_PING_S = 15
-BACKLOG_LIMIT = 500
+#: A resumed stream reads what was stored after ``Last-Event-ID`` in pages of this size.
+BACKLOG_PAGE = 200
 
 
 @router.get("/domains", response_model=DomainList, tags=["mailboxes"])
@@ -59,7 +63,8 @@ async def create_mailbox(
             now=utcnow(),
         )
     except StoreError as exc:
-        raise Unavailable(f"the store is unavailable: {exc}") from exc
+        log.error("creating a mailbox: %s", exc)
+        raise Unavailable("the store is unavailable; try again shortly") from None
     mailbox = created.mailbox
     max_age = int((mailbox.expires_at - utcnow()).total_seconds())
     response.set_cookie(
@@ -118,18 +123,21 @@ async def live_events(
     Each event's ``id`` is the message's per-mailbox sequence. Reconnecting with
     ``Last-Event-ID`` first replays what was stored after it.
     """
-    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+    after = _event_id(last_event_id)
     sub = runtime.hub.subscribe(mailbox.address)
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         last_sent = after or 0
         try:
-            if after is not None:
-                for message in await runtime.store.list_messages_after(
-                    mailbox.address, after, limit=BACKLOG_LIMIT
-                ):
+            while after is not None:  # everything stored since, page by page
+                page = await runtime.store.list_messages_after(
+                    mailbox.address, last_sent, limit=BACKLOG_PAGE
+                )
+                for message in page:
                     last_sent = message.seq
                     yield _message_event(message)
+                if len(page) < BACKLOG_PAGE:
+                    break
             while True:
                 event = await sub.queue.get()
                 if event is None:
@@ -141,6 +149,14 @@ async def live_events(
             runtime.hub.unsubscribe(sub)
 
     return EventSourceResponse(stream(), ping=SSE_PING_S, headers={"Cache-Control": "no-store"})
+
+
+def _event_id(header: str | None) -> int | None:
+    """The seq a client resumes after; anything but ASCII digits is ignored (an SSE id is
+    opaque to the client, and we only ever send seqs)."""
+    if header and header.isascii() and header.isdigit():
+        return int(header)
+    return None
 
 
 def _message_event(message: StoredMessage) -> ServerSentEvent:
@@ -178,7 +194,8 @@ async def readyz(runtime: RuntimeDep, response: Response) -> Health:
     try:
         await runtime.store.ping()
     except StoreError as exc:
-        store_state = f"down: {exc}"
+        log.warning("readiness: the store does not answer: %s", exc)
+        store_state = "down"  # the detail (a path, a driver message) stays in the log
     ready = store_state == "ok" and health.delivery_consumer == "assigned"
     if not ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE

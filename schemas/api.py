@@ -105,6 +105,7 @@ def decode_cursor(cursor: str) -> int:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise CursorError("malformed cursor") from None
-    if not text.startswith("s") or not text[1:].isdigit():
-        raise CursorError("malformed cursor")
-    return int(text[1:])
+    digits = text[1:]
+    if not text.startswith("s") or not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
+        raise CursorError("malformed cursor")  # "²".isdigit() is True: ASCII digits only
+    return int(digits)
