@@ -1,9 +1,10 @@
 """The API process's one wiring point: store, producer, delivery consumer, hub, routes.
 
 ``create_app(settings)`` builds the FastAPI app; its lifespan opens the store, starts
-the lifecycle producer and the broadcast consumer of ``tmpmail.delivery.v1`` (a consumer
-group of this process's own, so every API replica sees every delivery), and stops them
-in reverse order.
+the lifecycle producer, the broadcast consumer of ``tmpmail.delivery.v1`` (a consumer
+group of this process's own, so every API replica sees every delivery) and the
+lifecycle outbox relay (:mod:`api.outbox`), and stops them in reverse order. Every
+``/api`` request passes :class:`api.origin.OriginGuard` first.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from fastapi import FastAPI
 from api.deps import Runtime
 from api.errors import install_error_handlers
 from api.hub import LiveHub
+from api.mailbox_routes import mailbox_router
+from api.message_routes import message_router
+from api.origin import OriginGuard
+from api.outbox import OutboxRelay
 from api.routes import health_router, router
+from api.signed_urls import UrlSigner
 from bus import AsyncProducer, BroadcastConsumer, client_config, producer_config
 from schemas.records import DeliveryEvent, MailboxLifecycleEvent, RecordError
 from schemas.settings import Settings
@@ -54,17 +60,22 @@ def create_app(settings: Settings) -> FastAPI:
             client_config(settings), DELIVERY_TOPIC, on_delivery, group_prefix="tmpmail-api"
         )
         await consumer.start()
+        publisher = KafkaLifecyclePublisher(producer)
+        relay = OutboxRelay(store, publisher, publish_timeout_s=settings.produce_timeout_s + 5)
+        relay.start()
         app.state.runtime = Runtime(
             settings=settings,
             store=store,
             hub=hub,
-            publisher=KafkaLifecyclePublisher(producer),
+            publisher=publisher,
             consumer=consumer,
+            relay=relay,
         )
         log.info("api up on %s (store: %s)", settings.http_url, settings.store)
         try:
             yield
         finally:
+            await relay.stop()
             await consumer.stop()
             await producer.stop()
             await store.close()
@@ -77,6 +88,10 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.state.url_signer = UrlSigner.from_settings(settings)
     app.include_router(router)
+    app.include_router(message_router)
+    app.include_router(mailbox_router)
+    app.add_middleware(OriginGuard, allowed=settings.origins)
     app.include_router(health_router)
     return app

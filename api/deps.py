@@ -3,24 +3,39 @@
 ``MailboxDep`` authenticates once for every route that needs a mailbox: the token comes
 from ``Authorization: Bearer`` or from the HttpOnly cookie set at creation (a browser's
 EventSource cannot send headers). A token never goes in a URL.
+
+A token no record holds counts against the client's failed-token budget
+(``TMPMAIL_TOKEN_FAILURES_PER_MINUTE``, then 429); a token whose mailbox expired or was
+deleted is 401 ``mailbox_expired`` / ``mailbox_deleted``. A visit is written at most
+once per :data:`VISIT_WRITE_INTERVAL`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.errors import Unauthorized
+from api.browser import TOKEN_COOKIE
+from api.errors import RateLimited, Unauthorized
 from api.hub import LiveHub
+from api.limits import RateLimiter, client_address
+from api.outbox import OutboxRelay
 from api.service import LifecyclePublisher, authenticate
 from bus import BroadcastConsumer
 from schemas.records import utcnow
 from schemas.settings import Settings
-from store import Mailbox, MailStore
+from store import Mailbox, MailStore, StoreError
 
-TOKEN_COOKIE = "tmpmail_token"
+__all__ = ["TOKEN_COOKIE", "MailboxDep", "Runtime", "RuntimeDep"]
+
+log = logging.getLogger(__name__)
+
+VISIT_WRITE_INTERVAL = timedelta(minutes=1)
 
 
 @dataclass
@@ -32,6 +47,23 @@ class Runtime:
     hub: LiveHub
     publisher: LifecyclePublisher
     consumer: BroadcastConsumer
+    #: Publishes the store's lifecycle outbox; ``None`` where nothing runs it (tests).
+    relay: OutboxRelay | None = None
+    create_limiter: RateLimiter = field(init=False)
+    token_failure_limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.create_limiter = RateLimiter(self.settings.create_rate_per_minute)
+        self.token_failure_limiter = RateLimiter(self.settings.token_failures_per_minute)
+
+    def client_of(self, request: Request) -> str:
+        peer = request.client.host if request.client else None
+        return client_address(peer, request.headers, self.settings.trusted_proxies)
+
+    def lifecycle_changed(self) -> None:
+        """A request wrote a lifecycle event: let the relay publish it now."""
+        if self.relay is not None:
+            self.relay.wake()
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -56,10 +88,28 @@ async def current_mailbox(request: Request, runtime: RuntimeDep) -> Mailbox:
     token = caller_token(request)
     if not token:
         raise Unauthorized("a mailbox token is required (Bearer header or cookie)")
-    mailbox = await authenticate(runtime.store, token, utcnow())
+    client = runtime.client_of(request)
+    limiter = runtime.token_failure_limiter
+    if wait := limiter.retry_after(client):
+        raise RateLimited("too many unknown tokens from this address; slow down", wait)
+    now = utcnow()
+    mailbox = await authenticate(runtime.store, token, now)
     if mailbox is None:
-        raise Unauthorized("unknown or expired mailbox token")
-    return mailbox
+        limiter.take(client)
+        raise Unauthorized("unknown mailbox token")
+    return await _visited(runtime.store, mailbox, now)
+
+
+async def _visited(store: MailStore, mailbox: Mailbox, now: datetime) -> Mailbox:
+    """``mailbox`` as visited at ``now``, written when the last write is a minute old."""
+    if mailbox.visited_at is not None and now - mailbox.visited_at < VISIT_WRITE_INTERVAL:
+        return mailbox
+    try:
+        await store.touch_mailbox(mailbox.address, now)
+    except StoreError as exc:  # a visit not recorded must not fail the request
+        log.warning("recording a visit to %s: %s", mailbox.address, exc)
+        return mailbox
+    return dataclasses.replace(mailbox, visited_at=now)
 
 
 MailboxDep = Annotated[Mailbox, Depends(current_mailbox)]

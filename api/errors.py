@@ -2,9 +2,14 @@
 
     ApiError (status, code, message)
     ├── Unauthorized   401  no token, or not a live mailbox's token
+    │   ├── MailboxExpired  401  mailbox_expired: the token's mailbox has expired
+    │   └── MailboxDeleted  401  mailbox_deleted: its owner deleted it
+    ├── ForbiddenOrigin 403 forbidden_origin: a state-changing request from another site
     ├── NotFound       404  nothing of yours with that id
     ├── Conflict       409  the address is taken (or cooling down)
+    │   └── NotExtendable   409  the mailbox may not be extended (code: the reason)
     ├── Invalid        422  the request is well-formed JSON but not acceptable
+    ├── RateLimited    429  rate_limited: too many requests from this client (Retry-After)
     └── Unavailable    503  a dependency (store, broker) is down: retry
 
 Outside the tree, mapped here too: ``store.StoreError`` and ``bus.ProduceError`` are 503
@@ -16,6 +21,7 @@ a driver message or a stack trace: those go to the log.
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -42,12 +48,38 @@ class Unauthorized(ApiError):
     status, code = 401, "unauthorized"
 
 
+class MailboxExpired(Unauthorized):
+    code = "mailbox_expired"
+
+
+class MailboxDeleted(Unauthorized):
+    code = "mailbox_deleted"
+
+
+class ForbiddenOrigin(ApiError):
+    status, code = 403, "forbidden_origin"
+
+
+class RateLimited(ApiError):
+    status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class NotFound(ApiError):
     status, code = 404, "not_found"
 
 
 class Conflict(ApiError):
     status, code = 409, "conflict"
+
+
+class NotExtendable(Conflict):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code = reason
 
 
 class Invalid(ApiError):
@@ -86,6 +118,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
         return error_response(exc.status, exc.code, exc.message, **headers)
 
     @app.exception_handler(RequestValidationError)

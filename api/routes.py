@@ -10,20 +10,18 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api import service
-from api.deps import TOKEN_COOKIE, MailboxDep, RuntimeDep
-from api.errors import ERROR_RESPONSES, Invalid, Unavailable
+from api.deps import MailboxDep, RuntimeDep
+from api.errors import ERROR_RESPONSES, Invalid
 from schemas.api import (
     CursorError,
     DomainList,
     Health,
     LiveMessage,
-    MailboxCreate,
-    MailboxCreated,
     MessageList,
     decode_cursor,
     encode_cursor,
 )
-from schemas.records import DeliveryEvent, utcnow
+from schemas.records import DeliveryEvent
 from store import StoredMessage, StoreError
 
 log = logging.getLogger(__name__)
@@ -42,44 +40,7 @@ async def list_domains(runtime: RuntimeDep) -> DomainList:
     return DomainList(domains=runtime.settings.domains)
 
 
-@router.post(
-    "/mailboxes",
-    response_model=MailboxCreated,
-    status_code=status.HTTP_201_CREATED,
-    tags=["mailboxes"],
-)
-async def create_mailbox(
-    runtime: RuntimeDep, response: Response, body: MailboxCreate | None = None
-) -> MailboxCreated:
-    """Create a mailbox. Returns its token once, and sets it as an HttpOnly cookie."""
-    body = body or MailboxCreate()
-    try:
-        created = await service.create_mailbox(
-            runtime.store,
-            runtime.publisher,
-            runtime.settings,
-            username=body.username,
-            domain=body.domain,
-            now=utcnow(),
-        )
-    except StoreError as exc:
-        log.error("creating a mailbox: %s", exc)
-        raise Unavailable("the store is unavailable; try again shortly") from None
-    mailbox = created.mailbox
-    max_age = int((mailbox.expires_at - utcnow()).total_seconds())
-    response.set_cookie(
-        TOKEN_COOKIE,
-        created.token,
-        max_age=max_age,
-        httponly=True,
-        samesite="strict",
-        secure=runtime.settings.cookie_secure,
-        path="/api",
-    )
-    response.headers["Cache-Control"] = "no-store"
-    return MailboxCreated(
-        address=mailbox.address, expires_at=mailbox.expires_at, token=created.token
-    )
+# POST /api/mailboxes and the rest of the mailbox contract: api.mailbox_routes.
 
 
 @router.get("/messages", response_model=MessageList, tags=["messages"])

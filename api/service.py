@@ -1,8 +1,10 @@
 """Mailbox lifecycle, tokens and message reads: the API's logic, without HTTP.
 
 * Tokens carry 256 random bits; the store keeps only their SHA-256.
-* A mailbox is written to the store first (the source of truth), then announced on the
-  lifecycle topic, from which the streams worker's table learns it.
+* A mailbox is written to the store (the source of truth) together with its lifecycle
+  event, which waits in the store's outbox until :mod:`api.outbox` has published it on
+  the lifecycle topic, from which the streams worker's table learns it.
+* Random names are adjective-noun-noun-NNNN: :data:`RANDOM_NAME_SPACE` per domain.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from api.errors import Conflict, Invalid, NotFound
+from api.errors import Conflict, Invalid, MailboxDeleted, MailboxExpired, NotFound
 from schemas.api import MessageSummaryPublic
 from schemas.keys import AddressError, normalise_address
-from schemas.records import MailboxLifecycleEvent
+from schemas.records import LifecycleKind, MailboxLifecycleEvent
 from schemas.settings import Settings
 from store import Mailbox, MailStore, StoredMessage
 
@@ -82,6 +84,22 @@ _ADJECTIVES = (
     "cozy",
     "frosty",
     "lively",
+    "agile",
+    "bright",
+    "cheery",
+    "dapper",
+    "fancy",
+    "fresh",
+    "glossy",
+    "grand",
+    "humble",
+    "keen",
+    "merry",
+    "noble",
+    "plucky",
+    "proud",
+    "sleek",
+    "snowy",
 )
 _NOUNS = (
     "otter",
@@ -116,7 +134,43 @@ _NOUNS = (
     "tundra",
     "walrus",
     "yak",
+    "acorn",
+    "beacon",
+    "bison",
+    "breeze",
+    "cactus",
+    "cobalt",
+    "coral",
+    "cricket",
+    "dune",
+    "fern",
+    "fjord",
+    "gecko",
+    "grove",
+    "hazel",
+    "iris",
+    "jaguar",
+    "kestrel",
+    "lemur",
+    "lotus",
+    "magpie",
+    "moose",
+    "nectar",
+    "oak",
+    "osprey",
+    "pine",
+    "prairie",
+    "quail",
+    "reef",
+    "robin",
+    "salmon",
+    "thistle",
+    "tulip",
 )
+
+
+#: How many random names there are per domain.
+RANDOM_NAME_SPACE = len(_ADJECTIVES) * len(_NOUNS) ** 2 * 9000
 
 
 class LifecyclePublisher(Protocol):
@@ -132,7 +186,8 @@ def new_token() -> str:
 
 
 def random_username() -> str:
-    return f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}-{secrets.randbelow(900) + 100}"
+    words = (secrets.choice(_ADJECTIVES), secrets.choice(_NOUNS), secrets.choice(_NOUNS))
+    return f"{'-'.join(words)}-{secrets.randbelow(9000) + 1000}"
 
 
 def validate_username(username: str) -> str:
@@ -165,9 +220,21 @@ class CreatedMailbox:
     token: str
 
 
+def lifecycle_event(
+    kind: LifecycleKind, mailbox: Mailbox, now: datetime, *, expires_at: datetime | None = None
+) -> MailboxLifecycleEvent:
+    return MailboxLifecycleEvent(
+        kind=kind,
+        address=mailbox.address,
+        mailbox_id=mailbox.id,
+        created_at=mailbox.created_at,
+        expires_at=mailbox.expires_at if expires_at is None else expires_at,
+        at=now,
+    )
+
+
 async def create_mailbox(
     store: MailStore,
-    publisher: LifecyclePublisher,
     settings: Settings,
     *,
     username: str | None,
@@ -189,39 +256,28 @@ async def create_mailbox(
             expires_at=expires_at,
             purge_after=expires_at + settings.mailbox_cooldown,
         )
-        if await store.create_mailbox(mailbox, now):
-            await _announce(publisher, mailbox)
+        if await store.create_mailbox(mailbox, now, event=lifecycle_event("created", mailbox, now)):
             return CreatedMailbox(mailbox, token)
     if wanted:
         raise Conflict(f"{wanted}@{chosen_domain} is taken; choose another username")
     raise Conflict("could not find a free address; try again")
 
 
-async def _announce(publisher: LifecyclePublisher, mailbox: Mailbox) -> None:
-    event = MailboxLifecycleEvent(
-        kind="created",
-        address=mailbox.address,
-        mailbox_id=mailbox.id,
-        created_at=mailbox.created_at,
-        expires_at=mailbox.expires_at,
-    )
-    try:
-        await publisher.publish_lifecycle(event)
-    except Exception as exc:
-        # The store holds the mailbox, and the streams worker falls back to the store on
-        # a table miss, so mail still arrives; the table learns it on the next event.
-        log.error(
-            "mailbox %s created but not announced on the lifecycle topic: %s", mailbox.address, exc
-        )
-
-
 async def authenticate(store: MailStore, token: str, now: datetime) -> Mailbox | None:
-    """The live mailbox this token opens, or ``None``."""
+    """The live mailbox this token opens, or ``None`` for a token no record holds.
+
+    A token whose record is kept through its cooldown raises :class:`MailboxDeleted` or
+    :class:`MailboxExpired`, so the caller learns what happened to its mailbox.
+    """
     if not token or len(token) > 256:
         return None
     mailbox = await store.get_mailbox_by_token(hash_token(token))
-    if mailbox is None or mailbox.expires_at <= now:
+    if mailbox is None:
         return None
+    if mailbox.deleted:
+        raise MailboxDeleted("this mailbox was deleted")
+    if mailbox.expires_at <= now:
+        raise MailboxExpired("this mailbox has expired")
     return mailbox
 
 

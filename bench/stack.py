@@ -84,6 +84,8 @@ class BenchStack:
                 "TMPMAIL_KAFKA_CONTROLLER_PORT": str(ports.controller),
                 # Every bench connection comes from 127.0.0.1.
                 "TMPMAIL_SMTP_MAX_CONNECTIONS_PER_CLIENT": "10000",
+                "TMPMAIL_CREATE_RATE_PER_MINUTE": "100000",
+                "TMPMAIL_TOKEN_FAILURES_PER_MINUTE": "100000",
                 "PYTHONUNBUFFERED": "1",
                 **(extra_env or {}),
             }

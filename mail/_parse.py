@@ -14,8 +14,9 @@ from mail._html_text import html_to_text
 from schemas.mail import MailAddress, ParsedMail
 
 #: Bumped whenever the parser reads the same bytes differently, so that stored mail
-#: can be told apart and re-parsed.
-PARSER_VERSION = 1
+#: can be told apart and re-parsed. Version 2: ``from_name``, ``from_address`` and
+#: ``has_attachments`` in the summary.
+PARSER_VERSION = 2
 
 PREVIEW_CHARS = 200
 #: Characters of the HTML body scanned for a preview.
@@ -96,6 +97,9 @@ def _parse(raw: bytes) -> ParsedResult:
     fields_of_mail = {
         "parser_version": PARSER_VERSION,
         "sender": _sender(from_, errors),
+        "from_name": from_[0].name if from_ else "",
+        "from_address": from_[0].address if from_ else "",
+        "has_attachments": any(a.disposition == "attachment" for a in bodies.attachments),
         "subject": subject,
         "preview": _preview(text, html),
         "message_id_header": _message_id(first.get(b"message-id"), errors),

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.mail import MailSummary
+from schemas.mail import MailAddress, MailSummary
 from schemas.records import DeliveryEvent
 
 
@@ -55,6 +55,43 @@ class MailboxCreated(MailboxPublic):
     token: str = Field(description="Bearer token for this mailbox; also set as a cookie.")
 
 
+class MailboxState(MailboxPublic):
+    """``GET /api/mailbox``: the caller's mailbox, and whether it may be extended."""
+
+    created_at: datetime
+    message_count: int
+    can_extend: bool
+    extend_until: datetime | None = Field(
+        description="The new expiry an extension would give; null when it is not allowed."
+    )
+    reason: str | None = Field(
+        default=None,
+        description="Why it may not be extended: not_used_enough, max_lifetime.",
+        examples=["not_used_enough"],
+    )
+    reason_message: str | None = None
+
+
+class RecentMailbox(MailboxPublic):
+    """One of a browser's recent mailboxes (its token stays in the cookie)."""
+
+    current: bool
+
+
+class RecentMailboxes(BaseModel):
+    """``GET /api/mailboxes``: newest first; only live ones."""
+
+    mailboxes: list[RecentMailbox]
+
+
+class MailboxSwitch(BaseModel):
+    """``POST /api/mailboxes/current``: make one of the recent mailboxes the current one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str = Field(max_length=320)
+
+
 class LiveMessage(MailSummary):
     """The data of a ``message`` event on ``GET /api/events`` (its ``id:`` is ``seq``):
     the message's :class:`~schemas.mail.MailSummary` with its identity."""
@@ -76,6 +113,56 @@ class MessageSummaryPublic(LiveMessage):
 
     expires_at: datetime
     seen: bool = False
+
+
+class AttachmentPublic(BaseModel):
+    """One attachment or inline part of a message; its bytes are at
+    ``GET /api/messages/{id}/attachments/{attachment id}``."""
+
+    id: str
+    filename: str
+    content_type: str
+    size: int
+    content_id: str
+    inline: bool = Field(description="An inline part (e.g. an image the HTML shows by cid:).")
+
+
+class MessagePublic(MessageSummaryPublic):
+    """``GET /api/messages/{id}``: the whole message. A message stored without its parse
+    (raw bytes only) has its summary fields and empty bodies, addresses and lists."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    date: datetime | None = None
+    from_: list[MailAddress] = Field(default_factory=list, alias="from")
+    to: list[MailAddress] = Field(default_factory=list)
+    cc: list[MailAddress] = Field(default_factory=list)
+    reply_to: list[MailAddress] = Field(default_factory=list)
+    text: str = ""
+    has_html: bool = False
+    remote_resources: int = Field(
+        default=0, description="Remote resources the HTML would load (blocked unless ?remote=1)."
+    )
+    headers: list[tuple[str, str]] = Field(
+        default_factory=list, description="[name, decoded value], in order."
+    )
+    attachments: list[AttachmentPublic] = Field(default_factory=list)
+    list_unsubscribe: list[str] = Field(default_factory=list)
+
+
+class MessageUpdate(BaseModel):
+    """``PATCH /api/messages/{id}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seen: bool
+
+
+class SignedUrl(BaseModel):
+    """A short-lived URL that works without the token (for a sandboxed iframe)."""
+
+    url: str
+    expires_at: datetime
 
 
 class MessageList(BaseModel):

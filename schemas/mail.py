@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class MailSummary(BaseModel):
-    """Sender, subject, a text preview, the Message-ID and the problems the parser met."""
+    """Sender, subject, a text preview, the Message-ID, the problems the parser met, the
+    first From address and whether there are attachments."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -32,6 +33,11 @@ class MailSummary(BaseModel):
     #: The ``Message-ID:`` header as written (without surrounding space), or "".
     message_id_header: str = ""
     parse_errors: tuple[str, ...] = ()
+    #: The first ``From:`` address: its decoded display name and its address.
+    from_name: str = ""
+    from_address: str = ""
+    #: Whether the mail has a part a reader would call an attachment (not an inline part).
+    has_attachments: bool = False
 
 
 #: The names of :class:`MailSummary`'s fields.

@@ -123,6 +123,39 @@ class Settings(BaseSettings):
         default=False, description="Mark the token cookie Secure (set true behind HTTPS)."
     )
     sse_queue_size: int = Field(default=64, ge=1, le=10_000)
+    url_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the short-lived signed URLs of message HTML; when unset, each "
+        "API process makes one at start (set it when several API replicas serve one site).",
+    )
+
+    # --- mailbox contract (api) -----------------------------------------------------------
+    extend_min_messages: int = Field(
+        default=3, ge=0, description="Messages a mailbox must hold before it may be extended."
+    )
+    extend_min_age_days: float = Field(
+        default=2.0,
+        ge=0,
+        description="Or: a mailbox this old, visited in the last day, may be extended.",
+    )
+    mailbox_max_lifetime_days: float = Field(
+        default=60.0, gt=0, description="No extension takes a mailbox past this age."
+    )
+    create_rate_per_minute: int = Field(
+        default=10, ge=1, le=100_000, description="Mailboxes one client address may create."
+    )
+    token_failures_per_minute: int = Field(
+        default=30, ge=1, le=100_000, description="Unknown tokens one client address may try."
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins besides http_url's that may send state-changing requests "
+        "(comma-separated, e.g. https://mail.example.org).",
+    )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Peer IPs whose X-Forwarded-Proto/-For are believed (comma-separated).",
+    )
 
     @field_validator("domains", mode="before")
     @classmethod
@@ -130,6 +163,24 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = [part for part in value.replace(" ", ",").split(",") if part]
         return value
+
+    @field_validator("allowed_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part for part in value.replace(" ", ",").split(",") if part]
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _normalise_origins(cls, value: list[str]) -> list[str]:
+        origins = []
+        for origin in value:
+            parts = urlsplit(origin.strip())
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
+                raise ValueError(f"{origin!r} is not an origin like https://host[:port]")
+            origins.append(f"{parts.scheme}://{parts.netloc}".lower())
+        return origins
 
     @field_validator("domains")
     @classmethod
@@ -177,6 +228,10 @@ class Settings(BaseSettings):
                 "TMPMAIL_MAILBOX_COOLDOWN_DAYS: mail would outlive the hold on its address, "
                 "into the next owner's mailbox"
             )
+        if self.mailbox_max_lifetime_days < self.mailbox_ttl_days:
+            raise ValueError(
+                "TMPMAIL_MAILBOX_MAX_LIFETIME_DAYS must be at least TMPMAIL_MAILBOX_TTL_DAYS"
+            )
         return self
 
     # --- derived values -----------------------------------------------------------------
@@ -199,6 +254,19 @@ class Settings(BaseSettings):
     @property
     def mailbox_cooldown(self) -> timedelta:
         return timedelta(days=self.mailbox_cooldown_days)
+
+    @property
+    def mailbox_max_lifetime(self) -> timedelta:
+        return timedelta(days=self.mailbox_max_lifetime_days)
+
+    @property
+    def extend_min_age(self) -> timedelta:
+        return timedelta(days=self.extend_min_age_days)
+
+    @property
+    def origins(self) -> frozenset[str]:
+        """The origins that may send state-changing requests: ours and the allowed ones."""
+        return frozenset({self.http_url.lower(), *self.allowed_origins})
 
     @property
     def raw_mail_retention_ms(self) -> int:

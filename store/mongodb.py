@@ -14,6 +14,8 @@ idempotent by unique indexes instead:
 * ``tombstones``: ``_id`` = message id.
 * ``dedupe_keys``: ``_id`` = ``"<address>\\x00<key>"`` (the unique index: FerretDB v1 has
   no partial indexes), naming the message that holds the key and when it was received.
+* ``lifecycle_outbox``: pending lifecycle events, ``_id`` = a time-ordered string, each
+  inserted before its change and deleted again if the change did not apply.
 * ``meta``: ``{"_id": "schema", "version": n}``, and the migration lease while one runs.
 
 A message document holds the :class:`~schemas.mail.MailSummary` fields and its
@@ -45,7 +47,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -57,6 +59,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
 from schemas.mail import ParsedMail, summary_fields
+from schemas.records import MailboxLifecycleEvent
 from store._common import (
     attachment_chunks,
     document_chunks,
@@ -68,9 +71,11 @@ from store._common import (
     utc_ms,
 )
 from store.port import (
+    DELETE_BATCH,
     MAILBOX_PURGE_LIMIT,
     Mailbox,
     NewMessage,
+    PendingLifecycleEvent,
     PurgeCounts,
     StoredMessage,
     StoreError,
@@ -157,7 +162,110 @@ class MongoStore:
             await self._db.client.drop_database(self._database_name)
 
     # --- mailboxes ------------------------------------------------------------------------
-    async def create_mailbox(self, mailbox: Mailbox, now: datetime) -> bool:
+    async def create_mailbox(
+        self, mailbox: Mailbox, now: datetime, *, event: MailboxLifecycleEvent | None = None
+    ) -> bool:
+        """Insert or take over ``mailbox`` (:meth:`_create_mailbox`), ``event`` first."""
+        if event is None:
+            return await self._create_mailbox(mailbox, now)
+        return await self._with_event(event, self._create_mailbox(mailbox, now))
+
+    async def touch_mailbox(self, address: str, visited_at: datetime) -> None:
+        with _driver_errors("touch_mailbox"):
+            await self._mailboxes.update_one(
+                {"_id": address}, {"$set": {"visited_at": utc_ms(visited_at)}}
+            )
+
+    async def extend_mailbox(
+        self,
+        address: str,
+        *,
+        expires_at_was: datetime,
+        expires_at: datetime,
+        purge_after: datetime,
+        event: MailboxLifecycleEvent,
+    ) -> bool:
+        async def extend() -> bool:
+            with _driver_errors("extend_mailbox"):
+                moved = await self._mailboxes.update_one(
+                    {
+                        "_id": address,
+                        "expires_at": utc_ms(expires_at_was),
+                        "deleted": {"$ne": True},
+                    },
+                    {
+                        "$set": {
+                            "expires_at": utc_ms(expires_at),
+                            "purge_after": utc_ms(purge_after),
+                        }
+                    },
+                )
+            return moved.matched_count == 1
+
+        return await self._with_event(event, extend())
+
+    async def mark_mailbox_deleted(
+        self, address: str, *, now: datetime, purge_after: datetime, event: MailboxLifecycleEvent
+    ) -> bool:
+        async def mark() -> bool:
+            with _driver_errors("mark_mailbox_deleted"):
+                marked = await self._mailboxes.update_one(
+                    {"_id": address, "deleted": {"$ne": True}},
+                    {
+                        "$set": {"deleted": True, "purge_after": utc_ms(purge_after)},
+                        "$min": {"expires_at": utc_ms(now)},
+                    },
+                )
+            return marked.matched_count == 1
+
+        return await self._with_event(event, mark())
+
+    async def count_messages(self, address: str, *, now: datetime | None = None) -> int:
+        with _driver_errors("count_messages"):
+            query = {"address": address, "expires_at": {"$gt": read_now(now)}}
+            return await self._messages.count_documents(query)
+
+    # --- lifecycle outbox -------------------------------------------------------------------
+    async def pending_lifecycle_events(self, limit: int) -> list[PendingLifecycleEvent]:
+        if limit <= 0:
+            return []
+        with _driver_errors("pending_lifecycle_events"):
+            cursor = self._outbox.find({}).sort("_id", ASCENDING).limit(limit)
+            return [
+                PendingLifecycleEvent(
+                    doc["_id"], MailboxLifecycleEvent.model_validate(doc["event"])
+                )
+                async for doc in cursor
+            ]
+
+    async def remove_lifecycle_event(self, event_id: str) -> None:
+        with _driver_errors("remove_lifecycle_event"):
+            await self._outbox.delete_one({"_id": event_id})
+
+    async def _with_event(
+        self, event: MailboxLifecycleEvent, change: Coroutine[Any, Any, bool]
+    ) -> bool:
+        """Insert ``event`` into the outbox, then make ``change``; take the event back if
+        the change did not apply (or failed). No transactions: an event may outlive a
+        change that a crash interrupted, never the other way round."""
+        event_id = f"{time.time_ns():020d}-{secrets.token_hex(4)}"
+        doc = {"_id": event_id, "address": event.address, "event": event.model_dump(mode="json")}
+        try:
+            with _driver_errors("lifecycle outbox"):
+                await self._outbox.insert_one(doc)
+        except BaseException:
+            change.close()
+            raise
+        applied = False
+        try:
+            applied = await change
+        finally:
+            if not applied:
+                with _driver_errors("lifecycle outbox"):
+                    await self._outbox.delete_one({"_id": event_id})
+        return applied
+
+    async def _create_mailbox(self, mailbox: Mailbox, now: datetime) -> bool:
         """Insert ``mailbox``, or take over a record past its ``purge_after``.
 
         Without transactions, the take-over replaces the old record only if its counter
@@ -345,6 +453,42 @@ class MongoStore:
                 await pieces.delete_many({"message_id": message_id})
             return True
 
+    async def delete_messages(self, address: str) -> int:
+        """As :meth:`delete_message`, :data:`DELETE_BATCH` messages per round: their
+        tombstones in one unordered bulk insert, then the messages, then their pieces."""
+        total = 0
+        with _driver_errors("delete_messages"):
+            while True:
+                cursor = self._messages.find(
+                    {"address": address}, projection={"expires_at": 1}
+                ).limit(DELETE_BATCH)
+                docs = [doc async for doc in cursor]
+                if not docs:
+                    return total
+                tombstones = [
+                    InsertOne({"_id": d["_id"], "address": address, "expires_at": d["expires_at"]})
+                    for d in docs
+                ]
+                await _insert_idempotently(self._tombstones, tombstones)
+                ids = [doc["_id"] for doc in docs]
+                deleted = await self._messages.delete_many(
+                    {"_id": {"$in": ids}, "address": address}
+                )
+                for pieces in (self._chunks, self._documents, self._attachments):
+                    await pieces.delete_many({"message_id": {"$in": ids}})
+                total += deleted.deleted_count
+                if len(docs) < DELETE_BATCH:
+                    return total
+
+    async def set_seen(
+        self, address: str, message_id: str, seen: bool, *, now: datetime | None = None
+    ) -> bool:
+        with _driver_errors("set_seen"):
+            result = await self._messages.update_one(
+                _visible(address, message_id, now), {"$set": {"seen": seen}}
+            )
+        return result.matched_count > 0
+
     async def purge_expired(
         self, now: datetime, *, mailbox_limit: int = MAILBOX_PURGE_LIMIT
     ) -> PurgeCounts:
@@ -398,6 +542,10 @@ class MongoStore:
     @property
     def _keys(self) -> AsyncCollection[Doc]:
         return self._db["dedupe_keys"]
+
+    @property
+    def _outbox(self) -> AsyncCollection[Doc]:
+        return self._db["lifecycle_outbox"]
 
     @property
     def _meta(self) -> AsyncCollection[Doc]:
@@ -894,6 +1042,8 @@ def _mailbox_doc(mailbox: Mailbox) -> Doc:
         "expires_at": utc_ms(mailbox.expires_at),
         "purge_after": utc_ms(mailbox.purge_after),
         "last_seq": mailbox.last_seq,
+        "deleted": mailbox.deleted,
+        "visited_at": None if mailbox.visited_at is None else utc_ms(mailbox.visited_at),
     }
 
 
@@ -906,6 +1056,8 @@ def _mailbox(doc: Doc) -> Mailbox:
         expires_at=doc["expires_at"],
         purge_after=doc["purge_after"],
         last_seq=doc.get("last_seq", 0),
+        deleted=bool(doc.get("deleted", False)),
+        visited_at=doc.get("visited_at"),
     )
 
 

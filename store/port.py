@@ -63,6 +63,16 @@ to their database.
   is simply not found.
 * **Time.** Datetimes are timezone-aware UTC; adapters store them at millisecond
   precision.
+* **Mailbox lifecycle.** A record is kept through its cooldown (until ``purge_after``)
+  whether it expired or was deleted, so a token that once opened it is recognised.
+  :meth:`MailStore.mark_mailbox_deleted` flags it deleted and ends it at once;
+  :meth:`MailStore.extend_mailbox` moves its expiry (compare-and-set on the old one).
+* **Lifecycle outbox.** ``create_mailbox``, ``extend_mailbox`` and
+  ``mark_mailbox_deleted`` take the lifecycle event of their change and keep it as
+  pending, in the same transaction (SQLite) or written just before the change and
+  removed if the change did not happen (MongoDB, so a crash can leave an event whose
+  change never happened, never a change without its event). The API publishes pending
+  events oldest first and removes each once the broker acknowledged it.
 * **Schema versions.** Each adapter records its schema version and migrates an older
   store when it opens it, under a lock (SQLite) or a lease (MongoDB), so processes that
   open one store at once migrate it once. A store newer than the code is refused.
@@ -78,12 +88,16 @@ from typing import Literal, Protocol, Self, runtime_checkable
 from pydantic import model_validator
 
 from schemas.mail import MailSummary, ParsedMail
+from schemas.records import MailboxLifecycleEvent
 
 #: Raw bytes, documents and attachments are stored in chunks of this size.
 CHUNK_SIZE = 1024 * 1024
 
 #: Copies with one dedupe key received at most this far apart are one mail (sender retries).
 DEDUPE_WINDOW = timedelta(hours=24)
+
+#: The most messages one transaction (or bulk call) of :meth:`MailStore.delete_messages` removes.
+DELETE_BATCH = 500
 
 #: The most mailbox records one :meth:`MailStore.purge_expired` call removes.
 MAILBOX_PURGE_LIMIT = 10_000
@@ -105,6 +119,19 @@ class Mailbox:
     #: The record is kept until then (expiry + cooldown), so nobody else can take it.
     purge_after: datetime
     last_seq: int = 0
+    #: Deleted by its owner; the record stays (an address held) until ``purge_after``.
+    deleted: bool = False
+    #: The last authenticated request seen (written at most about once a minute).
+    visited_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingLifecycleEvent:
+    """A lifecycle event in the store's outbox, not yet acknowledged by the broker."""
+
+    #: Opaque, and ordered: the outbox lists events in the order they were written.
+    id: str
+    event: MailboxLifecycleEvent
 
 
 class NewMessage(MailSummary):
@@ -217,17 +244,55 @@ class MailStore(Protocol):
         """Raise :class:`StoreError` if the store cannot be reached."""
 
     # --- mailboxes ------------------------------------------------------------------------
-    async def create_mailbox(self, mailbox: Mailbox, now: datetime) -> bool:
+    async def create_mailbox(
+        self, mailbox: Mailbox, now: datetime, *, event: MailboxLifecycleEvent | None = None
+    ) -> bool:
         """Insert ``mailbox``; False if its address is held (active or cooling down).
 
         A record whose ``purge_after`` has passed no longer holds its address: it is
         taken over (see the module docstring). Token hashes are unique: a hash another
-        mailbox holds makes this return False.
+        mailbox holds makes this return False. ``event`` goes to the outbox when it is
+        created.
         """
 
     async def get_mailbox(self, address: str) -> Mailbox | None: ...
 
-    async def get_mailbox_by_token(self, token_hash: str) -> Mailbox | None: ...
+    async def get_mailbox_by_token(self, token_hash: str) -> Mailbox | None:
+        """The record this token hash opens, also while it is expired or deleted (until
+        it is purged or taken over)."""
+
+    async def touch_mailbox(self, address: str, visited_at: datetime) -> None:
+        """Record a visit (``visited_at``); nothing for an unknown address."""
+
+    async def extend_mailbox(
+        self,
+        address: str,
+        *,
+        expires_at_was: datetime,
+        expires_at: datetime,
+        purge_after: datetime,
+        event: MailboxLifecycleEvent,
+    ) -> bool:
+        """Move a live record's expiry and ``purge_after``, if it is not deleted and its
+        expiry is still ``expires_at_was`` (so two extensions cannot both apply); False
+        otherwise. ``event`` goes to the outbox when it is moved."""
+
+    async def mark_mailbox_deleted(
+        self, address: str, *, now: datetime, purge_after: datetime, event: MailboxLifecycleEvent
+    ) -> bool:
+        """Flag a record deleted, end it at ``now`` (its expiry, if later) and hold its
+        address until ``purge_after``; False for a missing or already deleted one.
+        ``event`` goes to the outbox when it is flagged. Its messages are not touched."""
+
+    async def count_messages(self, address: str, *, now: datetime | None = None) -> int:
+        """How many visible messages ``address`` holds."""
+
+    # --- lifecycle outbox -------------------------------------------------------------------
+    async def pending_lifecycle_events(self, limit: int) -> list[PendingLifecycleEvent]:
+        """The oldest pending lifecycle events, at most ``limit``, oldest first."""
+
+    async def remove_lifecycle_event(self, event_id: str) -> None:
+        """Forget a published event (nothing if it is gone already)."""
 
     # --- messages -------------------------------------------------------------------------
     async def store_messages(self, batch: Sequence[NewMessage], now: datetime) -> list[WriteResult]:
@@ -275,6 +340,15 @@ class MailStore(Protocol):
     async def delete_message(self, address: str, message_id: str) -> bool:
         """Delete one message, its raw bytes, document and attachments, leaving a tombstone
         until its expiry (its dedupe key stays too)."""
+
+    async def delete_messages(self, address: str) -> int:
+        """Delete every message of ``address`` as :meth:`delete_message` does (tombstones
+        included), in batches of at most :data:`DELETE_BATCH`; the number deleted."""
+
+    async def set_seen(
+        self, address: str, message_id: str, seen: bool, *, now: datetime | None = None
+    ) -> bool:
+        """Mark a visible message seen or not; False when there is no such message."""
 
     async def purge_expired(
         self, now: datetime, *, mailbox_limit: int = MAILBOX_PURGE_LIMIT

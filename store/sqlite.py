@@ -12,8 +12,10 @@
   ``message_chunks`` the raw bytes, ``message_documents`` the document's JSON and
   ``message_attachments`` the attachments, each in chunks keyed by message id (and
   parser version), carrying the message's expiry; ``tombstones``; ``dedupe_keys``, one
-  row per (address, key) naming the copy that holds it; ``mailboxes``. A batch is one
-  transaction, so a re-parse replaces a message's pieces at once.
+  row per (address, key) naming the copy that holds it; ``mailboxes``;
+  ``lifecycle_outbox``, the lifecycle events not yet published, each written in the
+  transaction of its change. A batch is one transaction, so a re-parse replaces a
+  message's pieces at once.
 * **Indexes.** Every statement is in :data:`QUERIES`; :meth:`SQLiteStore.query_plans`
   shows the plan SQLite picks for each, so ``bench/`` and the tests can check that none
   scans a whole table.
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from schemas.mail import ParsedMail, summary_fields
+from schemas.records import MailboxLifecycleEvent
 from store._common import (
     attachment_chunks,
     document_chunks,
@@ -47,9 +50,11 @@ from store._common import (
     to_ms,
 )
 from store.port import (
+    DELETE_BATCH,
     MAILBOX_PURGE_LIMIT,
     Mailbox,
     NewMessage,
+    PendingLifecycleEvent,
     PurgeCounts,
     StoredMessage,
     StoreError,
@@ -173,12 +178,28 @@ _SCHEMA_V3 = (
     "CREATE INDEX IF NOT EXISTS dedupe_keys_by_expires_at ON dedupe_keys (expires_at)",
 )
 
+#: Version 4: the whole mailbox lifecycle. A record can be deleted (kept, flagged, until
+#: ``purge_after``) and remembers its last visit; lifecycle events wait in an outbox,
+#: written in the transaction of their change, until the broker has them.
+_SCHEMA_V4 = (
+    "ALTER TABLE mailboxes ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE mailboxes ADD COLUMN visited_at INTEGER",
+    """CREATE TABLE IF NOT EXISTS lifecycle_outbox (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        address    TEXT NOT NULL,
+        event      TEXT NOT NULL,
+        written_at INTEGER NOT NULL
+    )""",
+)
+
 #: ``MIGRATIONS[n - 1]`` takes a store from version ``n - 1`` to ``n``; a new store runs
 #: them all, so a migrated store and a new one are the same.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_MAILBOX_COLUMNS = "address, id, token_hash, created_at, expires_at, purge_after, last_seq"
+_MAILBOX_COLUMNS = (
+    "address, id, token_hash, created_at, expires_at, purge_after, last_seq, deleted, visited_at"
+)
 _STORED_COLUMNS = (
     "id, address, seq, ingest_id, received_at, expires_at, size, seen, summary, parser_version"
 )
@@ -245,15 +266,29 @@ QUERIES: dict[str, str] = {
     "insert_tombstone": "INSERT OR REPLACE INTO tombstones (id, address, expires_at)"
     " VALUES (?, ?, ?)",
     "delete_message": "DELETE FROM messages WHERE id = ?",
+    "ids_of_address": "SELECT id FROM messages WHERE address = ? LIMIT ?",
+    "set_seen": "UPDATE messages SET seen = ? WHERE id = ? AND address = ? AND expires_at > ?",
     "delete_chunks_of_message": "DELETE FROM message_chunks WHERE message_id = ?",
     "delete_documents_of_message": "DELETE FROM message_documents WHERE message_id = ?",
     "delete_attachments_of_message": "DELETE FROM message_attachments WHERE message_id = ?",
     # --- mailbox writes ----------------------------------------------------------------
     "mailbox_hold": "SELECT purge_after, last_seq FROM mailboxes WHERE address = ?",
     "highest_seq_of_address": "SELECT max(seq) FROM messages WHERE address = ?",
-    "insert_mailbox": f"INSERT INTO mailboxes ({_MAILBOX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "insert_mailbox": f"INSERT INTO mailboxes ({_MAILBOX_COLUMNS})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL)",
     "replace_mailbox": "UPDATE mailboxes SET id = ?, token_hash = ?, created_at = ?,"
-    " expires_at = ?, purge_after = ?, last_seq = ? WHERE address = ?",
+    " expires_at = ?, purge_after = ?, last_seq = ?, deleted = 0, visited_at = NULL"
+    " WHERE address = ?",
+    "touch_mailbox": "UPDATE mailboxes SET visited_at = ? WHERE address = ?",
+    "extend_mailbox": "UPDATE mailboxes SET expires_at = ?, purge_after = ?"
+    " WHERE address = ? AND expires_at = ? AND deleted = 0",
+    "mark_mailbox_deleted": "UPDATE mailboxes SET deleted = 1,"
+    " expires_at = min(expires_at, ?), purge_after = ? WHERE address = ? AND deleted = 0",
+    "count_messages": "SELECT count(*) FROM messages WHERE address = ? AND expires_at > ?",
+    # --- lifecycle outbox --------------------------------------------------------------
+    "outbox_insert": "INSERT INTO lifecycle_outbox (address, event, written_at) VALUES (?, ?, ?)",
+    "outbox_pending": "SELECT seq, event FROM lifecycle_outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+    "outbox_remove": "DELETE FROM lifecycle_outbox WHERE seq = ?",
     "delete_chunks_received_before": "DELETE FROM message_chunks WHERE message_id IN"
     " (SELECT id FROM messages WHERE address = ? AND received_at < ?)",
     "delete_documents_received_before": "DELETE FROM message_documents WHERE message_id IN"
@@ -336,11 +371,13 @@ class SQLiteStore:
         await self._read(lambda conn: conn.execute("PRAGMA schema_version").fetchall())
 
     # --- mailboxes ------------------------------------------------------------------------
-    async def create_mailbox(self, mailbox: Mailbox, now: datetime) -> bool:
+    async def create_mailbox(
+        self, mailbox: Mailbox, now: datetime, *, event: MailboxLifecycleEvent | None = None
+    ) -> bool:
         """Insert ``mailbox``, or take over a record past its ``purge_after``, in one
-        transaction (the port's take-over rule)."""
+        transaction (the port's take-over rule), with ``event`` in the outbox."""
         return await self._write(
-            functools.partial(_create_mailbox, mailbox=mailbox, now_ms=to_ms(now))
+            functools.partial(_create_mailbox, mailbox=mailbox, now_ms=to_ms(now), event=event)
         )
 
     async def get_mailbox(self, address: str) -> Mailbox | None:
@@ -350,6 +387,51 @@ class SQLiteStore:
     async def get_mailbox_by_token(self, token_hash: str) -> Mailbox | None:
         row = await self._read(_fetch_one(QUERIES["mailbox_by_token"], (token_hash,)))
         return None if row is None else _mailbox(row)
+
+    async def touch_mailbox(self, address: str, visited_at: datetime) -> None:
+        await self._write(_execute(QUERIES["touch_mailbox"], (to_ms(visited_at), address)))
+
+    async def extend_mailbox(
+        self,
+        address: str,
+        *,
+        expires_at_was: datetime,
+        expires_at: datetime,
+        purge_after: datetime,
+        event: MailboxLifecycleEvent,
+    ) -> bool:
+        params = (to_ms(expires_at), to_ms(purge_after), address, to_ms(expires_at_was))
+        work = functools.partial(
+            _change_mailbox, sql=QUERIES["extend_mailbox"], params=params, event=event
+        )
+        return await self._write(work)
+
+    async def mark_mailbox_deleted(
+        self, address: str, *, now: datetime, purge_after: datetime, event: MailboxLifecycleEvent
+    ) -> bool:
+        params = (to_ms(now), to_ms(purge_after), address)
+        work = functools.partial(
+            _change_mailbox, sql=QUERIES["mark_mailbox_deleted"], params=params, event=event
+        )
+        return await self._write(work)
+
+    async def count_messages(self, address: str, *, now: datetime | None = None) -> int:
+        params = (address, to_ms(read_now(now)))
+        row = await self._read(_fetch_one(QUERIES["count_messages"], params))
+        return int(row[0])
+
+    # --- lifecycle outbox -------------------------------------------------------------------
+    async def pending_lifecycle_events(self, limit: int) -> list[PendingLifecycleEvent]:
+        if limit <= 0:
+            return []
+        rows = await self._read(_fetch_all(QUERIES["outbox_pending"], (0, limit)))
+        return [
+            PendingLifecycleEvent(str(seq), MailboxLifecycleEvent.model_validate_json(event))
+            for seq, event in rows
+        ]
+
+    async def remove_lifecycle_event(self, event_id: str) -> None:
+        await self._write(_execute(QUERIES["outbox_remove"], (int(event_id),)))
 
     # --- messages -------------------------------------------------------------------------
     async def store_messages(self, batch: Sequence[NewMessage], now: datetime) -> list[WriteResult]:
@@ -415,6 +497,22 @@ class SQLiteStore:
 
     async def delete_message(self, address: str, message_id: str) -> bool:
         work = functools.partial(_delete_message, address=address, message_id=message_id)
+        return await self._write(work)
+
+    async def delete_messages(self, address: str) -> int:
+        """One transaction per :data:`DELETE_BATCH` messages, so writers interleave."""
+        total = 0
+        while True:
+            deleted = await self._write(functools.partial(_delete_some, address=address))
+            total += deleted
+            if deleted < DELETE_BATCH:
+                return total
+
+    async def set_seen(
+        self, address: str, message_id: str, seen: bool, *, now: datetime | None = None
+    ) -> bool:
+        params = (int(seen), message_id, address, to_ms(read_now(now)))
+        work = functools.partial(_execute_changed, sql=QUERIES["set_seen"], params=params)
         return await self._write(work)
 
     async def purge_expired(
@@ -575,7 +673,36 @@ def _fetch_all(sql: str, params: tuple[Any, ...]) -> Work[list[Any]]:
     return lambda conn: conn.execute(sql, params).fetchall()
 
 
-def _create_mailbox(conn: sqlite3.Connection, *, mailbox: Mailbox, now_ms: int) -> bool:
+def _execute(sql: str, params: tuple[Any, ...]) -> Work[None]:
+    def work(conn: sqlite3.Connection) -> None:
+        conn.execute(sql, params)
+
+    return work
+
+
+def _hold_event(conn: sqlite3.Connection, event: MailboxLifecycleEvent) -> None:
+    conn.execute(
+        QUERIES["outbox_insert"], (event.address, event.model_dump_json(), to_ms(event.at))
+    )
+
+
+def _change_mailbox(
+    conn: sqlite3.Connection, *, sql: str, params: tuple[Any, ...], event: MailboxLifecycleEvent
+) -> bool:
+    """One conditional update of a mailbox record and, if it applied, its event."""
+    if conn.execute(sql, params).rowcount != 1:
+        return False
+    _hold_event(conn, event)
+    return True
+
+
+def _create_mailbox(
+    conn: sqlite3.Connection,
+    *,
+    mailbox: Mailbox,
+    now_ms: int,
+    event: MailboxLifecycleEvent | None = None,
+) -> bool:
     address = mailbox.address
     created_ms = to_ms(mailbox.created_at)
     times = (created_ms, to_ms(mailbox.expires_at), to_ms(mailbox.purge_after))
@@ -605,6 +732,8 @@ def _create_mailbox(conn: sqlite3.Connection, *, mailbox: Mailbox, now_ms: int) 
         "delete_messages_received_before",
     ):
         conn.execute(QUERIES[name], (address, created_ms))
+    if event is not None:
+        _hold_event(conn, event)
     return True
 
 
@@ -742,6 +871,15 @@ def _delete_message(conn: sqlite3.Connection, *, address: str, message_id: str) 
     return True
 
 
+def _execute_changed(conn: sqlite3.Connection, *, sql: str, params: tuple[Any, ...]) -> bool:
+    return conn.execute(sql, params).rowcount > 0
+
+
+def _delete_some(conn: sqlite3.Connection, *, address: str) -> int:
+    ids = conn.execute(QUERIES["ids_of_address"], (address, DELETE_BATCH)).fetchall()
+    return sum(_delete_message(conn, address=address, message_id=mid) for (mid,) in ids)
+
+
 def _delete_limited(conn: sqlite3.Connection, *, sql: str, now_ms: int) -> int:
     return conn.execute(sql, (now_ms, PURGE_BATCH)).rowcount
 
@@ -767,7 +905,7 @@ def _explain(conn: sqlite3.Connection, *, names: list[str]) -> list[QueryPlan]:
 
 # --- rows to port records ------------------------------------------------------------------------
 def _mailbox(row: tuple[Any, ...]) -> Mailbox:
-    address, mailbox_id, token_hash, created, expires, purge_after, last_seq = row
+    address, mailbox_id, token_hash, created, expires, purge_after, last_seq, deleted, visited = row
     return Mailbox(
         id=mailbox_id,
         address=address,
@@ -776,6 +914,8 @@ def _mailbox(row: tuple[Any, ...]) -> Mailbox:
         expires_at=from_ms(expires),
         purge_after=from_ms(purge_after),
         last_seq=last_seq,
+        deleted=bool(deleted),
+        visited_at=None if visited is None else from_ms(visited),
     )
 
 

@@ -45,6 +45,9 @@ TEST_ENV = {
     # Every test client is 127.0.0.1: the per-client limit is raised here, and its
     # default has a test of its own (tests/ingest).
     "TMPMAIL_SMTP_MAX_CONNECTIONS_PER_CLIENT": "1000",
+    # Likewise the API's per-client limits (their defaults: tests/api/test_mailbox_routes.py).
+    "TMPMAIL_CREATE_RATE_PER_MINUTE": "100000",
+    "TMPMAIL_TOKEN_FAILURES_PER_MINUTE": "100000",
     # Short enough for the abuse and broker-stopped tests to see them fire.
     "TMPMAIL_SMTP_DATA_TIMEOUT_S": "8",
     "TMPMAIL_PRODUCE_TIMEOUT_S": "5",

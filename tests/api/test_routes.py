@@ -50,10 +50,13 @@ class FakeStore:
             raise self.fail
         return self.mailbox if token_hash == self.mailbox.token_hash else None
 
+    async def touch_mailbox(self, address: str, visited_at: object) -> None:
+        return None
+
     async def list_messages(self, address: str, **kw: object) -> list[object]:
         raise RuntimeError("a bug: the list blew up")
 
-    async def create_mailbox(self, mailbox: Mailbox, now: object) -> bool:
+    async def create_mailbox(self, mailbox: Mailbox, now: object, event: object = None) -> bool:
         if self.fail:
             raise self.fail
         return True

@@ -65,7 +65,12 @@ def test_a_nested_multipart_with_inline_images_and_an_attachment() -> None:
     )
     result = parsed(raw)
     mail = result.mail
-    assert mail.parser_version == PARSER_VERSION == 1
+    assert mail.parser_version == PARSER_VERSION == 2
+    assert (mail.from_name, mail.from_address, mail.has_attachments) == (
+        "Ann",
+        "ann@example.com",
+        True,
+    )
     assert mail.text == "Hi there\n"
     assert mail.html == html
     assert [a.id for a in mail.attachments] == ["1.2.2", "2"]
@@ -618,3 +623,23 @@ def test_preview_of_unclosed_markup() -> None:
     assert parsed(message("Content-Type: text/html", body="text <a href=")).mail.preview == "text"
     assert parsed(message("Content-Type: text/html", body="a <!-- b")).mail.preview == "a"
     assert parsed(message("Content-Type: text/html", body="1 < 2 <3")).mail.preview == "1 < 2 <3"
+
+
+def test_the_summary_names_the_first_sender_and_ignores_inline_parts() -> None:
+    inline_only = message(
+        "From: =?utf-8?q?Zo=C3=AB?= <zoe@example.com>, other@example.com",
+        'Content-Type: multipart/related; boundary="rel"',
+        body=multipart(
+            "rel",
+            part("Content-Type: text/html", body='<img src="cid:a@x">'),
+            part("Content-Type: image/png", "Content-ID: <a@x>", body="png"),
+        ),
+    )
+    mail = parsed(inline_only).mail
+    assert (mail.from_name, mail.from_address, mail.has_attachments) == (
+        "Zoë",
+        "zoe@example.com",
+        False,
+    )
+    nobody = parsed(message("Subject: x", body="hi")).mail
+    assert (nobody.from_name, nobody.from_address, nobody.has_attachments) == ("", "", False)

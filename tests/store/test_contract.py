@@ -426,6 +426,47 @@ async def test_delete_message(
     assert not await store.delete_message(ADDR, "no-such-id")
 
 
+async def test_delete_messages_removes_all_of_one_mailbox_in_batches_and_tombstones(
+    store: MailStore,
+    make_mailbox: MailboxFactory,
+    make_message: MessageFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(f"{type(store).__module__}.DELETE_BATCH", 2)
+    for address in (ADDR, OTHER):
+        await store.create_mailbox(make_mailbox(address), NOW)
+    mine = [make_message(ADDR, raw=b"x" * (CHUNK_SIZE + 1)) for _ in range(5)]
+    theirs = make_message(OTHER)
+    await store.store_messages([*mine, theirs], NOW)
+
+    assert await store.delete_messages(ADDR) == 5
+    assert await store.list_messages(ADDR, limit=10) == []
+    assert all([await store.get_raw(ADDR, m.id) is None for m in mine])
+    assert [m.id for m in await store.list_messages(OTHER, limit=10)] == [theirs.id]
+    assert [r.status for r in await store.store_messages(mine[:2], NOW)] == ["tombstoned"] * 2
+    assert await store.delete_messages(ADDR) == 0
+
+
+async def test_set_seen(
+    store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
+) -> None:
+    for address in (ADDR, OTHER):
+        await store.create_mailbox(make_mailbox(address), NOW)
+    message = make_message(ADDR)
+    await store.store_messages([message], NOW)
+
+    assert await store.set_seen(ADDR, message.id, True, now=NOW)
+    stored = await store.get_message(ADDR, message.id, now=NOW)
+    assert stored is not None and stored.seen
+    assert [m.seen for m in await store.list_messages(ADDR, limit=5, now=NOW)] == [True]
+    assert await store.set_seen(ADDR, message.id, False, now=NOW)
+    stored = await store.get_message(ADDR, message.id, now=NOW)
+    assert stored is not None and not stored.seen
+    assert not await store.set_seen(OTHER, message.id, True, now=NOW)
+    assert not await store.set_seen(ADDR, "no-such-id", True, now=NOW)
+    assert not await store.set_seen(ADDR, message.id, True, now=message.expires_at)
+
+
 async def test_purge_expired(
     store: MailStore, make_mailbox: MailboxFactory, make_message: MessageFactory
 ) -> None:

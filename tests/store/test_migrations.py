@@ -238,7 +238,7 @@ async def test_a_version_1_sqlite_store_opens_and_migrates(tmp_path: Path) -> No
     finally:
         await store.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
     assert {"summary", "parser_version"} <= columns and "preview" not in columns
     conn.close()
@@ -261,7 +261,7 @@ async def test_a_version_2_sqlite_store_opens_and_migrates(tmp_path: Path) -> No
     finally:
         await store.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"message_documents", "message_attachments", "dedupe_keys"} <= tables
     conn.close()
