@@ -64,6 +64,10 @@ class LiveHub:
                 log.info("dropped a slow live client of %s", event.address)
                 self.unsubscribe(sub)
 
+    def count(self, address: str) -> int:
+        """Open subscriptions of one mailbox."""
+        return len(self._by_address.get(address, ()))
+
     @property
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._by_address.values())

@@ -11,7 +11,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api import service
 from api.deps import MailboxDep, RuntimeDep
-from api.errors import ERROR_RESPONSES, Invalid
+from api.errors import ERROR_RESPONSES, Invalid, RateLimited, Unavailable
 from schemas.api import (
     CursorError,
     DomainList,
@@ -85,6 +85,15 @@ async def live_events(
     ``Last-Event-ID`` first replays what was stored after it.
     """
     after = _event_id(last_event_id)
+    settings = runtime.settings
+    if runtime.hub.count(mailbox.address) >= settings.sse_max_per_mailbox:
+        raise RateLimited(
+            f"this mailbox already has {settings.sse_max_per_mailbox} live streams open; "
+            "close one (another tab?) and retry",
+            retry_after_s=10,
+        )
+    if runtime.hub.subscriber_count >= settings.sse_max_connections:
+        raise Unavailable("this server has as many live streams as it takes; retry shortly")
     sub = runtime.hub.subscribe(mailbox.address)
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
@@ -109,7 +118,12 @@ async def live_events(
         finally:
             runtime.hub.unsubscribe(sub)
 
-    return EventSourceResponse(stream(), ping=SSE_PING_S, headers={"Cache-Control": "no-store"})
+    return EventSourceResponse(
+        stream(),
+        ping=SSE_PING_S,
+        send_timeout=settings.sse_send_timeout_s,  # a client that stops reading is dropped
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 def _event_id(header: str | None) -> int | None:

@@ -123,6 +123,15 @@ class Settings(BaseSettings):
         default=False, description="Mark the token cookie Secure (set true behind HTTPS)."
     )
     sse_queue_size: int = Field(default=64, ge=1, le=10_000)
+    sse_max_per_mailbox: int = Field(
+        default=8, ge=1, le=1000, description="Open live streams of one mailbox (429 past it)."
+    )
+    sse_max_connections: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Open live streams per API process."
+    )
+    sse_send_timeout_s: float = Field(
+        default=15.0, gt=0, le=300, description="A live client that takes longer is dropped."
+    )
     url_secret: SecretStr | None = Field(
         default=None,
         description="Key of the short-lived signed URLs of message HTML; when unset, each "

@@ -72,12 +72,14 @@ def settings(tmp_path: object) -> Settings:
     return Settings(state_dir=str(tmp_path), sqlite_path="/secret/place/tmpmail.sqlite3")  # type: ignore[arg-type]
 
 
-async def _client(settings: Settings, store: FakeStore) -> AsyncIterator[httpx.AsyncClient]:
+async def _client(
+    settings: Settings, store: FakeStore, hub: LiveHub | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
     app.state.runtime = Runtime(
         settings=settings,
         store=store,  # type: ignore[arg-type]
-        hub=LiveHub(8),
+        hub=hub or LiveHub(8),
         publisher=NullPublisher(),
         consumer=FakeConsumer(),  # type: ignore[arg-type]
     )
@@ -128,3 +130,31 @@ def test_only_ascii_digits_resume_a_stream() -> None:
     assert _event_id("42") == 42
     for header in ("²", "٣", "-1", "1e3", "", None, "12a"):
         assert _event_id(header) is None
+
+
+async def test_live_streams_are_capped_per_mailbox_and_per_process(tmp_path: object) -> None:
+    settings = Settings(
+        state_dir=str(tmp_path),  # type: ignore[arg-type]
+        sse_max_per_mailbox=2,
+        sse_max_connections=3,
+    )
+    store = FakeStore()
+    hub = LiveHub(8)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for _ in range(2):
+        hub.subscribe(store.mailbox.address)
+    async for client in _client(settings, store, hub):
+        response = await client.get("/api/events", headers=auth)
+        _assert_error_shape(response, 429, "rate_limited")
+        assert "retry-after" in response.headers
+    hub = LiveHub(8)
+    for n in range(3):
+        hub.subscribe(f"other{n}@tmpmail.test")
+    async for client in _client(settings, store, hub):
+        _assert_error_shape(await client.get("/api/events", headers=auth), 503, "unavailable")
+
+
+def test_the_live_stream_defaults() -> None:
+    defaults = Settings()
+    assert (defaults.sse_max_per_mailbox, defaults.sse_max_connections) == (8, 10_000)
+    assert defaults.sse_send_timeout_s == 15.0
