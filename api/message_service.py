@@ -62,11 +62,6 @@ class RenderedHtml:
     images_left_out: int = 0
 
 
-def _sanitize() -> Any:
-    """:mod:`api.sanitize` (``sanitize_html``, ``InlineImage``, ``linkify_text``)."""
-    return sanitize
-
-
 def content_disposition(filename: str, fallback: str, suffix: str = "") -> str:
     """``attachment`` with an ASCII ``filename`` and, for any other name, ``filename*``
     (RFC 6266, RFC 8187). Path separators, quotes and controls never get through."""
@@ -141,7 +136,7 @@ async def full_message(store: MailStore, mailbox: Mailbox, message_id: str) -> M
 
 def count_remote_resources(html: str) -> int:
     """The remote resources ``html`` would load: what the sanitiser blocks without them."""
-    return int(_sanitize().sanitize_html(html, allow_remote=False, inline_images={}).remote_blocked)
+    return int(sanitize.sanitize_html(html, allow_remote=False, inline_images={}).remote_blocked)
 
 
 async def raw_message(store: MailStore, mailbox: Mailbox, message_id: str) -> bytes:
@@ -202,7 +197,7 @@ async def render_html(
         if data is None:
             left_out += 1
             continue
-        images[cid] = _sanitize().InlineImage(
+        images[cid] = sanitize.InlineImage(
             content_type=attachment_media_type(info.content_type), data=data
         )
     return await asyncio.to_thread(_html_document, document.html, allow_remote, images, left_out)
@@ -211,7 +206,7 @@ async def render_html(
 def _html_document(
     html: str, allow_remote: bool, images: dict[str, Any], left_out: int
 ) -> RenderedHtml:
-    result = _sanitize().sanitize_html(html, allow_remote=allow_remote, inline_images=images)
+    result = sanitize.sanitize_html(html, allow_remote=allow_remote, inline_images=images)
     # What was held back: nothing, once the reader asked for remote content.
     blocked = 0 if allow_remote else result.remote_blocked
     return RenderedHtml(result.document, result.csp, blocked, left_out)
@@ -220,7 +215,6 @@ def _html_document(
 def _text_document(text: str) -> RenderedHtml:
     """A text-only mail as a document: linkified, in ``<pre>``, through the sanitiser
     too, so that every document we serve has the sanitiser's CSP."""
-    sanitize = _sanitize()
     fragment = f'<pre style="white-space: pre-wrap">{sanitize.linkify_text(text)}</pre>'
     result = sanitize.sanitize_html(fragment, allow_remote=False, inline_images={})
     return RenderedHtml(result.document, result.csp, result.remote_blocked)

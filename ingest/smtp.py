@@ -504,7 +504,7 @@ class SmtpSession(asyncio.Protocol):
         discarded = self._data_discarded
         body = bytes(memoryview(buf)[:body_end]) if not discarded else b""
         self._buf = buf[end + 3 :]
-        self._state = _DATA_DONE_STATE
+        self._state = _COMMAND  # after DATA, commands again
         envelope = self.envelope
         self.envelope = None
         assert envelope is not None
@@ -553,9 +553,6 @@ class SmtpSession(asyncio.Protocol):
         self._last_active = self.server.clock()
         self._process()
 
-
-#: After DATA, the session reads commands again.
-_DATA_DONE_STATE = _COMMAND
 
 _COMMANDS: dict[str, Callable[[SmtpSession, str], None]] = {
     "EHLO": SmtpSession._ehlo,

@@ -44,13 +44,6 @@ class MailSummary(BaseModel):
 SUMMARY_FIELDS = frozenset(MailSummary.model_fields)
 
 
-def summary_of(value: MailSummary) -> MailSummary:
-    """The :class:`MailSummary` part of ``value`` (any model that extends it)."""
-    if type(value) is MailSummary:
-        return value
-    return MailSummary.model_construct(**summary_fields(value))
-
-
 def summary_fields(value: MailSummary) -> dict[str, Any]:
     """The summary fields of ``value`` as keyword arguments for another shape."""
     return {name: getattr(value, name) for name in MailSummary.model_fields}

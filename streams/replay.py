@@ -36,7 +36,8 @@ from schemas.records import utcnow
 from schemas.settings import Settings
 from schemas.topics import RAW_MAIL_TOPIC
 from store import MailStore, create_store
-from streams.service import BatchOutcome, MailboxView, RawRecord, publish_outcome, store_raw_batch
+from streams.service import BatchOutcome, RawRecord, publish_outcome, store_raw_batch
+from streams.table import StoreMailboxLookup
 
 log = logging.getLogger("tmpmail.replay")
 
@@ -111,19 +112,6 @@ class ReplayCounts:
             lines.append(f"  dropped: {reason:<14} {count:,}")
         lines.append(f"  errors                 {self.errors:,}")
         return "\n".join(lines)
-
-
-class StoreLookup:
-    """Mailboxes from the store only: replay must not open the worker's table."""
-
-    def __init__(self, store: MailStore) -> None:
-        self._store = store
-
-    async def find(self, address: str) -> MailboxView | None:
-        mailbox = await self._store.get_mailbox(address)
-        if mailbox is None:
-            return None
-        return MailboxView(address=mailbox.address, expires_at=mailbox.expires_at)
 
 
 def start_positions(
@@ -205,7 +193,7 @@ async def replay(
         pending = {tp.partition for tp in starts}
         if pending:
             consumer.assign(starts)
-        lookup = StoreLookup(store)
+        lookup = StoreMailboxLookup(store)
         mailbox_key = key_bytes(spec.mailbox) if spec.mailbox else None
         last_progress = 0.0
         while pending:
