@@ -16,9 +16,12 @@ from fastapi.responses import HTMLResponse
 from api import message_service, service
 from api.deps import MailboxDep, RuntimeDep, current_mailbox
 from api.errors import ERROR_RESPONSES, NotFound, Unauthorized
+from api.limits import came_over_https
 from api.signed_urls import UrlSigner, expiry
 from schemas.api import MessagePublic, MessageSummaryPublic, MessageUpdate, SignedUrl
+from schemas.mail import AttachmentInfo
 from schemas.records import utcnow
+from schemas.settings import Settings
 from store import Mailbox
 
 message_router = APIRouter(prefix="/api/messages", tags=["messages"], responses=ERROR_RESPONSES)
@@ -47,6 +50,80 @@ SignerDep = Annotated[UrlSigner, Depends(get_signer)]
 
 def _html_resource(remote: int) -> str:
     return f"html?remote={remote}"
+
+
+def _attachment_resource(attachment_id: str) -> str:
+    return f"attachments/{attachment_id}"
+
+
+SigQuery = Annotated[str | None, Query(max_length=64, description="A signed URL's signature.")]
+ExpQuery = Annotated[int | None, Query(ge=0, le=2**40, description="With sig: its expiry.")]
+SignedMailboxQuery = Annotated[
+    str | None, Query(max_length=320, description="With sig: the mailbox it was issued to.")
+]
+
+
+async def _signed_mailbox(
+    runtime: RuntimeDep,
+    signer: UrlSigner,
+    message_id: str,
+    resource: str,
+    sig: str,
+    exp: int | None,
+    address: str | None,
+) -> Mailbox:
+    """The mailbox a signed URL was issued to, or 401: one answer for every way it can
+    be wrong (so it tells nothing of whether the address exists)."""
+    if exp is None or address is None:
+        raise Unauthorized("a signed URL needs sig, exp and mailbox")
+    now = utcnow()
+    found = await runtime.store.get_mailbox(address)
+    if (
+        found is None
+        or found.deleted
+        or found.expires_at <= now
+        or not signer.verify(found, message_id, resource, exp, sig, now)
+    ):
+        raise Unauthorized("the signed URL is invalid or has expired")
+    return found
+
+
+def _signed_query(
+    mailbox: Mailbox, signer: UrlSigner, message_id: str, resource: str
+) -> tuple[str, int]:
+    """The query that signs ``resource`` of this message for a few minutes, and its expiry."""
+    expires = expiry(utcnow())
+    sig = signer.sign(mailbox, message_id, resource, expires)
+    return f"mailbox={quote(mailbox.address)}&exp={expires}&sig={sig}", expires
+
+
+async def attachment_reader(
+    request: Request,
+    runtime: RuntimeDep,
+    signer: SignerDep,
+    message_id: MessageId,
+    attachment_id: AttachmentId,
+    sig: SigQuery = None,
+    exp: ExpQuery = None,
+    mailbox: SignedMailboxQuery = None,
+) -> Mailbox:
+    """The mailbox whose attachment is read: the token, or a URL signed for exactly this
+    attachment (what ``/html`` links an inline image too large to embed with)."""
+    if sig is None:
+        return await current_mailbox(request, runtime)
+    return await _signed_mailbox(
+        runtime, signer, message_id, _attachment_resource(attachment_id), sig, exp, mailbox
+    )
+
+
+def public_base_url(request: Request, settings: Settings) -> str:
+    """This API's origin and root as the browser sees it (https behind a trusted proxy)."""
+    base = str(request.base_url).rstrip("/")
+    peer = request.client.host if request.client else None
+    https = came_over_https(request.url.scheme, peer, request.headers, settings.trusted_proxies)
+    if https and base.startswith("http://"):
+        base = "https://" + base[len("http://") :]
+    return base
 
 
 @message_router.delete("", status_code=status.HTTP_204_NO_CONTENT)
@@ -112,9 +189,14 @@ async def get_raw(runtime: RuntimeDep, mailbox: MailboxDep, message_id: MessageI
     },
 )
 async def get_attachment(
-    runtime: RuntimeDep, mailbox: MailboxDep, message_id: MessageId, attachment_id: AttachmentId
+    runtime: RuntimeDep,
+    mailbox: Annotated[Mailbox, Depends(attachment_reader)],
+    message_id: MessageId,
+    attachment_id: AttachmentId,
 ) -> Response:
-    """One attachment or inline part, as a download that never renders on our origin."""
+    """One attachment or inline part, as a download that never renders on our origin.
+    Takes the token, or a URL that ``/html`` signed for this one attachment (``sig``,
+    ``exp``, ``mailbox``)."""
     info, data = await message_service.attachment(runtime.store, mailbox, message_id, attachment_id)
     disposition = message_service.content_disposition(info.filename, "attachment")
     headers = {**DOWNLOAD_HEADERS, "Content-Disposition": disposition}
@@ -135,12 +217,10 @@ async def get_html_url(
     """A URL of ``/html`` that works for a few minutes without the token or cookie, for
     ``<iframe sandbox>`` (whose opaque origin sends no cookie)."""
     await message_service.get_stored(runtime.store, mailbox, message_id)
-    expires = expiry(utcnow())
-    sig = signer.sign(mailbox, message_id, _html_resource(remote), expires)
+    query, expires = _signed_query(mailbox, signer, message_id, _html_resource(remote))
     response.headers["Cache-Control"] = "no-store"
-    query = f"remote={remote}&mailbox={quote(mailbox.address)}&exp={expires}&sig={sig}"
     return SignedUrl(
-        url=f"/api/messages/{message_id}/html?{query}",
+        url=f"/api/messages/{message_id}/html?remote={remote}&{query}",
         expires_at=datetime.fromtimestamp(expires, tz=UTC),
     )
 
@@ -151,27 +231,16 @@ async def html_reader(
     signer: SignerDep,
     message_id: MessageId,
     remote: RemoteFlag = 0,
-    sig: Annotated[str | None, Query(max_length=64)] = None,
-    exp: Annotated[int | None, Query(ge=0, le=2**40)] = None,
-    mailbox: Annotated[
-        str | None, Query(max_length=320, description="With sig: the mailbox it was issued to.")
-    ] = None,
+    sig: SigQuery = None,
+    exp: ExpQuery = None,
+    mailbox: SignedMailboxQuery = None,
 ) -> Mailbox:
     """The mailbox whose message ``/html`` shows: from a signed URL, else the token."""
     if sig is None:
         return await current_mailbox(request, runtime)
-    if exp is None or mailbox is None:
-        raise Unauthorized("a signed URL needs sig, exp and mailbox")
-    now = utcnow()
-    found = await runtime.store.get_mailbox(mailbox)
-    if (
-        found is None
-        or found.deleted
-        or found.expires_at <= now
-        or not signer.verify(found, message_id, _html_resource(remote), exp, sig, now)
-    ):
-        raise Unauthorized("the signed URL is invalid or has expired")
-    return found
+    return await _signed_mailbox(
+        runtime, signer, message_id, _html_resource(remote), sig, exp, mailbox
+    )
 
 
 @message_router.get(
@@ -187,15 +256,23 @@ async def html_reader(
     },
 )
 async def get_html(
+    request: Request,
     runtime: RuntimeDep,
+    signer: SignerDep,
     reader: Annotated[Mailbox, Depends(html_reader)],
     message_id: MessageId,
     remote: RemoteFlag = 0,
 ) -> HTMLResponse:
     """The message's HTML sanitised (its text, linkified, for a text-only mail). Takes the
     token, or the signed URL of ``/html-url`` (``sig``, ``exp``, ``mailbox``)."""
+    base = public_base_url(request, runtime.settings)
+
+    def link_image(info: AttachmentInfo) -> str:
+        query, _ = _signed_query(reader, signer, message_id, _attachment_resource(info.id))
+        return f"{base}/api/messages/{quote(message_id)}/attachments/{quote(info.id)}?{query}"
+
     rendered = await message_service.render_html(
-        runtime.store, reader, message_id, allow_remote=bool(remote)
+        runtime.store, reader, message_id, allow_remote=bool(remote), link_image=link_image
     )
     headers = {
         "Content-Security-Policy": rendered.csp,

@@ -9,7 +9,9 @@ scoped by the caller's mailbox address, so another mailbox's id is simply not fo
 * **HTML is sanitised when served** (:mod:`api.sanitize`), never stored sanitised, so a
   sanitiser fix reaches mail already stored. ``cid:`` images are inlined as ``data:``
   URLs within :data:`INLINE_IMAGE_BYTES` each and :data:`INLINE_TOTAL_BYTES` in all;
-  the rest are left out (they stay downloadable as attachments).
+  larger ones get a short-lived URL signed for that one attachment (the document's
+  sandboxed frame sends no cookie), made by the route; parts of a type we never inline
+  are left out (they stay downloadable as attachments).
 * Sanitising is CPU work: it runs in a thread, never on the event loop.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -58,7 +61,7 @@ class RenderedHtml:
     document: str
     csp: str
     remote_blocked: int
-    #: ``cid:`` images not inlined (too large, or a type we do not inline).
+    #: ``cid:`` parts not shown: a type we never inline, or missing from the store.
     images_left_out: int = 0
 
 
@@ -161,44 +164,71 @@ async def attachment(
     return info, data
 
 
-def inline_candidates(document: ParsedMail) -> tuple[dict[str, AttachmentInfo], int]:
-    """The ``cid:`` parts to inline, by content id, within the bounds; and how many
-    referenced parts are left out."""
+@dataclass(frozen=True, slots=True)
+class InlinePlan:
+    """How each ``cid:`` part of a message's HTML is shown, by content id."""
+
+    #: Within the bounds: embedded as ``data:`` URLs.
+    embedded: dict[str, AttachmentInfo]
+    #: Images above the bounds: linked by a signed URL.
+    linked: dict[str, AttachmentInfo]
+    #: Referenced parts of a type we never inline.
+    left_out: int
+
+
+def inline_plan(document: ParsedMail) -> InlinePlan:
+    """Which ``cid:`` parts are embedded, which linked, and how many left out."""
     by_id = {a.id: a for a in document.attachments}
-    chosen: dict[str, AttachmentInfo] = {}
+    embedded: dict[str, AttachmentInfo] = {}
+    linked: dict[str, AttachmentInfo] = {}
     total = left_out = 0
     for cid, attachment_id in document.cid_map.items():
         info = by_id.get(attachment_id)
         if info is None:
             continue
-        fits = info.size <= INLINE_IMAGE_BYTES and total + info.size <= INLINE_TOTAL_BYTES
-        if attachment_media_type(info.content_type) in INLINE_TYPES and fits:
-            chosen[cid] = info
+        if attachment_media_type(info.content_type) not in INLINE_TYPES:
+            left_out += 1
+        elif info.size <= INLINE_IMAGE_BYTES and total + info.size <= INLINE_TOTAL_BYTES:
+            embedded[cid] = info
             total += info.size
         else:
-            left_out += 1
-    return chosen, left_out
+            linked[cid] = info
+    return InlinePlan(embedded, linked, left_out)
 
 
 async def render_html(
-    store: MailStore, mailbox: Mailbox, message_id: str, *, allow_remote: bool
+    store: MailStore,
+    mailbox: Mailbox,
+    message_id: str,
+    *,
+    allow_remote: bool,
+    link_image: Callable[[AttachmentInfo], str] | None = None,
 ) -> RenderedHtml:
     """The message's HTML sanitised, or its text linkified as a document; 404 when it has
-    neither (or no stored parse)."""
+    neither (or no stored parse). ``link_image`` makes the absolute URL of an inline
+    image too large to embed; without it such images are left out."""
     document = await store.get_document(mailbox.address, message_id)
     if document is None or not (document.html or document.text):
         raise NotFound("this message has no HTML or text to show")
     if not document.html:
         return await asyncio.to_thread(_text_document, document.text)
-    chosen, left_out = inline_candidates(document)
+    plan = inline_plan(document)
+    left_out = plan.left_out
     images: dict[str, Any] = {}
-    for cid, info in chosen.items():
+    for cid, info in plan.embedded.items():
         data = await store.get_attachment(mailbox.address, message_id, info.id)
         if data is None:
             left_out += 1
             continue
         images[cid] = sanitize.InlineImage(
             content_type=attachment_media_type(info.content_type), data=data
+        )
+    for cid, info in plan.linked.items():
+        if link_image is None:
+            left_out += 1
+            continue
+        images[cid] = sanitize.InlineImage(
+            content_type=attachment_media_type(info.content_type), url=link_image(info)
         )
     return await asyncio.to_thread(_html_document, document.html, allow_remote, images, left_out)
 

@@ -33,15 +33,19 @@ from schemas.settings import Settings, load_settings
 from tests.fresh_kafka import fresh_kafka, kafka_libs  # noqa: F401 (fixtures for every folder)
 
 REPO = Path(__file__).resolve().parent.parent
-TEST_STATE_DIR = REPO / ".tmpmail-test" / "stack"
+#: ``TMPMAIL_TEST_SLOT=N`` (N > 0) moves the test stack to ports N*10 higher and a state
+#: dir of its own, so that two checkouts (or two people) can run e2e tests side by side.
+TEST_SLOT = int(os.environ.get("TMPMAIL_TEST_SLOT", "0") or 0)
+_OFF = TEST_SLOT * 10
+TEST_STATE_DIR = REPO / ".tmpmail-test" / ("stack" if TEST_SLOT == 0 else f"stack-{TEST_SLOT}")
 TLS_DIR = REPO / ".tmpmail-test" / "tls"
 TEST_ENV = {
     "TMPMAIL_STATE_DIR": str(TEST_STATE_DIR),
-    "TMPMAIL_SMTP_PORT": "12525",
-    "TMPMAIL_HTTP_PORT": "18000",
-    "TMPMAIL_KAFKA_BOOTSTRAP": "127.0.0.1:19092",
-    "TMPMAIL_KAFKA_CONTROLLER_PORT": "19093",
-    "TMPMAIL_MONGO_URL": "mongodb://127.0.0.1:27018/",
+    "TMPMAIL_SMTP_PORT": str(12525 + _OFF),
+    "TMPMAIL_HTTP_PORT": str(18000 + _OFF),
+    "TMPMAIL_KAFKA_BOOTSTRAP": f"127.0.0.1:{19092 + _OFF}",
+    "TMPMAIL_KAFKA_CONTROLLER_PORT": str(19093 + _OFF),
+    "TMPMAIL_MONGO_URL": f"mongodb://127.0.0.1:{27018 + _OFF}/",
     # Every test client is 127.0.0.1: the per-client limit is raised here, and its
     # default has a test of its own (tests/ingest).
     "TMPMAIL_SMTP_MAX_CONNECTIONS_PER_CLIENT": "1000",

@@ -4,6 +4,8 @@ filled with real mails through ``mail.parse`` and ``store_messages``."""
 from __future__ import annotations
 
 import base64
+import html
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -408,11 +410,53 @@ async def test_openapi_declares_the_routes_and_the_error_model(world: World) -> 
     assert "from" in spec["components"]["schemas"]["MessagePublic"]["properties"]
 
 
-async def test_cid_images_above_the_bound_are_left_out_and_counted(
+async def test_cid_images_above_the_bound_get_a_signed_url_for_that_one_attachment(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("api.message_service.INLINE_IMAGE_BYTES", len(PNG) - 1)
+    signed = await world.client.get(await _signed_url(world, "multi-ann", ANN_TOKEN))
+    assert signed.status_code == 200
+    assert signed.headers["x-tmpmail-images-left-out"] == "0"
+    assert "data:image/png" not in signed.text
+    # The frame's opaque origin sends no cookie: the image comes by a URL signed for it,
+    # absolute on our origin, which the document's CSP lets it load (and nothing else).
+    found = re.search(r'<img src="(http://test/api/messages/multi-ann/attachments/([^"]+))"',
+                      signed.text)  # fmt: skip
+    assert found is not None, signed.text
+    image_url = html.unescape(found.group(1))
+    assert ANN_TOKEN not in image_url
+    assert "img-src data: http://test;" in signed.headers["content-security-policy"]
+    image = await world.client.get(image_url)
+    assert image.status_code == 200, image.text
+    assert image.content == PNG
+    assert image.headers["content-disposition"].startswith("attachment")
+    # Signed for that one attachment of that one message, and only for a few minutes.
+    attachment_id = urlsplit(image_url).path.rsplit("/", 1)[1]
+    other = next(
+        a["id"]
+        for a in (
+            await world.client.get("/api/messages/multi-ann", headers=_auth(ANN_TOKEN))
+        ).json()["attachments"]
+        if a["id"] != attachment_id
+    )
+    for bad in [
+        image_url.replace(attachment_id, other),
+        _with(image_url, mailbox=BOB),
+        _with(image_url, sig="A" * 43),
+        image_url.replace("/multi-ann/", "/remote-ann/"),
+    ]:
+        _assert_error(await world.client.get(bad), 401, "unauthorized")
+    later = utcnow() + timedelta(minutes=6)
+    monkeypatch.setattr("api.message_routes.utcnow", lambda: later)
+    _assert_error(await world.client.get(image_url), 401, "unauthorized")
+
+
+async def test_cid_parts_of_a_type_we_never_inline_are_left_out_and_counted(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("api.message_service.INLINE_TYPES", frozenset({"image/gif"}))
     response = await world.client.get("/api/messages/multi-ann/html", headers=_auth(ANN_TOKEN))
     assert response.status_code == 200
     assert response.headers["x-tmpmail-images-left-out"] == "1"
     assert "data:image/png" not in response.text
+    assert "/attachments/" not in response.text
