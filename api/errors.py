@@ -13,15 +13,23 @@
     └── Unavailable    503  a dependency (store, broker) is down: retry
 
 Outside the tree, mapped here too: ``store.StoreError`` and ``bus.ProduceError`` are 503
-``unavailable``; validation errors and Starlette's own HTTP errors keep their status; any
-other exception is a 500 ``internal`` in the same JSON shape. No response carries a path,
-a driver message or a stack trace: those go to the log.
+``unavailable``; validation errors and Starlette's own HTTP errors keep their status (a
+body that is not even UTF-8 is FastAPI's 400 ``bad_request``); any other exception is a
+500 ``internal`` in the same JSON shape. No response carries a path, a driver message or
+a stack trace: those go to the log.
+
+The OpenAPI says the same: :data:`ERROR_DOCS` describes each status with its codes and
+headers, and each route declares the statuses it can answer with :func:`error_responses`
+(checked against the running app by ``tests/api/test_schemathesis.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -103,10 +111,126 @@ _STATUS_CODES = {
     503: "unavailable",
 }
 
-#: OpenAPI: the error shape, for routes to declare.
-ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
-    status: {"model": ErrorBody} for status in (401, 404, 409, 422, 500, 503)
+#: OpenAPI ``responses=`` of a route (FastAPI's shape: status → response object).
+Responses = dict[int | str, dict[str, Any]]
+
+_RETRY_AFTER = {
+    "description": "Whole seconds after which a retry can succeed.",
+    "schema": {"type": "integer", "minimum": 1},
 }
+
+
+@dataclass(frozen=True, slots=True)
+class _ErrorDoc:
+    """What one error status means here: a description, and a (code, message) example
+    of each code it carries, in the one error shape."""
+
+    description: str
+    examples: tuple[tuple[str, str], ...]
+    headers: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+
+
+#: OpenAPI: every error status the API answers, with its codes (the tree above).
+ERROR_DOCS: Mapping[int, _ErrorDoc] = {
+    400: _ErrorDoc(
+        "`bad_request`: the body could not be read at all (it is not UTF-8).",
+        (("bad_request", "There was an error parsing the body"),),
+    ),
+    401: _ErrorDoc(
+        "`unauthorized`: no token, a malformed `Authorization` header, or a token no "
+        "mailbox has; `mailbox_expired` / `mailbox_deleted`: the token's mailbox has "
+        "ended. Send `Authorization: Bearer <token>` or the `tmpmail_token` cookie.",
+        (
+            ("unauthorized", "a mailbox token is required (Bearer header or cookie)"),
+            ("mailbox_expired", "this mailbox has expired"),
+            ("mailbox_deleted", "this mailbox was deleted"),
+        ),
+        {
+            "WWW-Authenticate": {
+                "description": "Always `Bearer`.",
+                "schema": {"type": "string"},
+                "required": True,
+            }
+        },
+    ),
+    403: _ErrorDoc(
+        "`forbidden_origin`: a state-changing request (or the live stream) from another "
+        "site's page (`Origin`, else `Sec-Fetch-Site: cross-site`).",
+        (
+            (
+                "forbidden_origin",
+                "requests from origin 'https://elsewhere.example' are not accepted",
+            ),
+        ),
+    ),
+    404: _ErrorDoc(
+        "`not_found`: nothing of the caller's mailbox has that id.",
+        (("not_found", "no such message"),),
+    ),
+    409: _ErrorDoc(
+        "`conflict`: the request conflicts with what is stored.",
+        (("conflict", "bob@tmpmail.test is taken; choose another username"),),
+    ),
+    422: _ErrorDoc(
+        "`invalid`: a parameter or the body (malformed JSON included) is not acceptable; "
+        "the message names which.",
+        (("invalid", "limit: Input should be less than or equal to 100"),),
+    ),
+    429: _ErrorDoc(
+        "`rate_limited`: too many requests of this kind from this client; retry after "
+        "`Retry-After` seconds.",
+        (("rate_limited", "too many unknown tokens from this address; slow down"),),
+        {"Retry-After": {**_RETRY_AFTER, "required": True}},
+    ),
+    500: _ErrorDoc(
+        "`internal`: our bug. It is logged; the response carries nothing of it.",
+        (("internal", "internal error; it has been logged"),),
+    ),
+    503: _ErrorDoc(
+        "`unavailable`: the store or the broker does not answer, or the server is at "
+        "capacity; retry (after `Retry-After` seconds, when it is sent).",
+        (("unavailable", "the store is unavailable; try again shortly"),),
+        {"Retry-After": _RETRY_AFTER},
+    ),
+}
+
+
+def error_responses(
+    *statuses: int,
+    described: Mapping[int, str] | None = None,
+    codes: Mapping[int, Sequence[tuple[str, str]]] | None = None,
+) -> Responses:
+    """OpenAPI ``responses=`` for the error statuses a route can answer, and the 500 that
+    every route can, each in the one error shape (:class:`~schemas.api.ErrorBody`) with
+    an example of each of its codes and its headers. ``described`` replaces the
+    description of a status where the route says more, ``codes`` its examples."""
+    responses: Responses = {}
+    for status in sorted({*statuses, 500}):
+        doc = ERROR_DOCS[status]
+        examples = (codes or {}).get(status, doc.examples)
+        response: dict[str, Any] = {
+            "model": ErrorBody,
+            "description": (described or {}).get(status, doc.description),
+            "content": {
+                "application/json": {
+                    "examples": {
+                        code: {
+                            "summary": code,
+                            "value": {"error": {"code": code, "message": message}},
+                        }
+                        for code, message in examples
+                    }
+                }
+            },
+        }
+        if doc.headers:
+            response["headers"] = {name: dict(header) for name, header in doc.headers.items()}
+        responses[status] = response
+    return responses
+
+
+#: What every route can answer: a 500 in the same shape.
+ERROR_RESPONSES: Responses = error_responses()
 
 
 def error_response(status: int, code: str, message: str, **headers: str) -> JSONResponse:

@@ -31,6 +31,12 @@ class Subscription:
             self.dropped = True
             self._close()
 
+    def end(self) -> None:
+        """End the stream now (its mailbox has ended): its reader gets the end marker."""
+        if not self.dropped:
+            self.dropped = True
+            self._close()
+
     def _close(self) -> None:
         # Make room for the end-of-stream marker so the reader wakes up and stops.
         while not self.queue.empty():
@@ -44,16 +50,20 @@ class LiveHub:
     def __init__(self, queue_size: int) -> None:
         self._queue_size = queue_size
         self._by_address: defaultdict[str, set[Subscription]] = defaultdict(set)
+        #: Kept as it changes: every connect reads it (a sum over mailboxes was O(mailboxes)).
+        self._count = 0
 
     def subscribe(self, address: str) -> Subscription:
         sub = Subscription(address, self._queue_size)
         self._by_address[address].add(sub)
+        self._count += 1
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._by_address.get(sub.address)
-        if subs is not None:
-            subs.discard(sub)
+        if subs is not None and sub in subs:
+            subs.remove(sub)
+            self._count -= 1
             if not subs:
                 del self._by_address[sub.address]
 
@@ -64,10 +74,17 @@ class LiveHub:
                 log.info("dropped a slow live client of %s", event.address)
                 self.unsubscribe(sub)
 
+    def close(self, address: str) -> None:
+        """End every live stream of ``address`` here (its mailbox was deleted)."""
+        for sub in tuple(self._by_address.get(address, ())):
+            sub.end()
+            self.unsubscribe(sub)
+
     def count(self, address: str) -> int:
         """Open subscriptions of one mailbox."""
         return len(self._by_address.get(address, ()))
 
     @property
     def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._by_address.values())
+        """Open subscriptions of this process."""
+        return self._count

@@ -10,9 +10,8 @@ from fastapi import APIRouter, Request, Response, status
 
 from api import browser, mailbox_service, service
 from api.deps import MailboxDep, RuntimeDep, current_mailbox
-from api.errors import ERROR_RESPONSES, NotFound, RateLimited
+from api.errors import NotFound, RateLimited, error_responses
 from schemas.api import (
-    ErrorBody,
     MailboxCreate,
     MailboxCreated,
     MailboxState,
@@ -21,28 +20,43 @@ from schemas.api import (
 )
 from schemas.records import utcnow
 
-_RETRY_AFTER = {
-    "Retry-After": {
-        "description": "Seconds until a retry can succeed.",
-        "schema": {"type": "integer"},
+mailbox_router = APIRouter(prefix="/api", tags=["mailboxes"])
+
+#: OpenAPI: the cookies a response sets (:mod:`api.browser`).
+_SETS_COOKIES = {
+    "Set-Cookie": {
+        "description": "`tmpmail_token` (the current mailbox) and `tmpmail_recent` (up to "
+        "4 earlier ones): HttpOnly, SameSite=Strict, path `/api`.",
+        "schema": {"type": "string"},
     }
 }
-#: OpenAPI: every error these routes can answer, in the one error shape.
-MAILBOX_RESPONSES: dict[int | str, dict[str, object]] = {
-    **ERROR_RESPONSES,
-    403: {"model": ErrorBody, "description": "`forbidden_origin`: a cross-site request"},
-    429: {
-        "model": ErrorBody,
-        "description": "`rate_limited`: too many creations or unknown tokens from this address",
-        "headers": _RETRY_AFTER,
-    },
-}
-
-mailbox_router = APIRouter(prefix="/api", tags=["mailboxes"], responses=MAILBOX_RESPONSES)
 
 
 @mailbox_router.post(
-    "/mailboxes", response_model=MailboxCreated, status_code=status.HTTP_201_CREATED
+    "/mailboxes",
+    response_model=MailboxCreated,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        201: {"description": "The mailbox, with its token.", "headers": _SETS_COOKIES},
+        **error_responses(
+            400,
+            403,
+            409,
+            422,
+            429,
+            503,
+            described={
+                409: "`conflict`: the address is taken, or held through the cooldown of "
+                "an earlier mailbox; choose another username (or, for a random name, retry).",
+                429: "`rate_limited`: too many mailboxes created from this client; retry "
+                "after `Retry-After` seconds.",
+            },
+            codes={
+                422: [("invalid", "domain: must be one of tmpmail.test, quickbox.test")],
+                429: [("rate_limited", "too many mailboxes created from this address; slow down")],
+            },
+        ),
+    },
 )
 async def create_mailbox(
     request: Request, runtime: RuntimeDep, response: Response, body: MailboxCreate | None = None
@@ -69,7 +83,20 @@ async def create_mailbox(
     )
 
 
-@mailbox_router.get("/mailboxes", response_model=RecentMailboxes)
+@mailbox_router.get(
+    "/mailboxes",
+    response_model=RecentMailboxes,
+    responses=error_responses(
+        401,
+        429,
+        503,
+        described={
+            401: "With `Authorization: Bearer`, as for every route that takes a token: "
+            "`unauthorized`, `mailbox_expired`, `mailbox_deleted`. The cookie is never "
+            "refused: its ended mailboxes are left out."
+        },
+    ),
+)
 async def recent_mailboxes(request: Request, runtime: RuntimeDep) -> RecentMailboxes:
     """The browser's recent live mailboxes, newest first, from its cookie (a Bearer
     client gets just its own). Tokens are never listed."""
@@ -86,7 +113,25 @@ async def recent_mailboxes(request: Request, runtime: RuntimeDep) -> RecentMailb
     )
 
 
-@mailbox_router.post("/mailboxes/current", response_model=RecentMailboxes)
+@mailbox_router.post(
+    "/mailboxes/current",
+    response_model=RecentMailboxes,
+    responses={
+        200: {"description": "The browser's recent mailboxes.", "headers": _SETS_COOKIES},
+        **error_responses(
+            400,
+            403,
+            404,
+            422,
+            503,
+            described={
+                404: "`not_found`: no live mailbox with that address among this browser's "
+                "recent ones (the `tmpmail_token` and `tmpmail_recent` cookies)."
+            },
+            codes={404: [("not_found", "no such mailbox among this browser's recent ones")]},
+        ),
+    },
+)
 async def switch_mailbox(
     request: Request, runtime: RuntimeDep, response: Response, body: MailboxSwitch
 ) -> RecentMailboxes:
@@ -108,7 +153,9 @@ async def switch_mailbox(
     )
 
 
-@mailbox_router.get("/mailbox", response_model=MailboxState)
+@mailbox_router.get(
+    "/mailbox", response_model=MailboxState, responses=error_responses(401, 429, 503)
+)
 async def get_mailbox(runtime: RuntimeDep, mailbox: MailboxDep) -> MailboxState:
     """The caller's mailbox: its times, how much mail it holds, and whether (and until
     when) it may be extended. 401 ``mailbox_expired``/``mailbox_deleted`` for a token
@@ -116,7 +163,33 @@ async def get_mailbox(runtime: RuntimeDep, mailbox: MailboxDep) -> MailboxState:
     return await mailbox_service.mailbox_state(runtime.store, mailbox, utcnow(), runtime.settings)
 
 
-@mailbox_router.post("/mailbox/extend", response_model=MailboxState)
+@mailbox_router.post(
+    "/mailbox/extend",
+    response_model=MailboxState,
+    responses=error_responses(
+        401,
+        403,
+        409,
+        429,
+        503,
+        described={
+            409: "`not_used_enough` / `max_lifetime`: the mailbox may not be extended (the "
+            "state of `GET /api/mailbox` says why and until when); `conflict`: it changed "
+            "meanwhile, retry."
+        },
+        codes={
+            409: [
+                (
+                    "not_used_enough",
+                    "a mailbox may be extended once it has received 3 messages, "
+                    "or after 2 days of use",
+                ),
+                ("max_lifetime", "a mailbox lives at most 60 days"),
+                ("conflict", "the mailbox changed meanwhile; try again"),
+            ]
+        },
+    ),
+)
 async def extend_mailbox(runtime: RuntimeDep, mailbox: MailboxDep) -> MailboxState:
     """Extend the caller's mailbox by the base lifetime, if it has been used and is below
     the maximum lifetime; 409 with the reason (``not_used_enough``, ``max_lifetime``)."""
@@ -126,7 +199,17 @@ async def extend_mailbox(runtime: RuntimeDep, mailbox: MailboxDep) -> MailboxSta
     return await mailbox_service.mailbox_state(runtime.store, extended, now, runtime.settings)
 
 
-@mailbox_router.delete("/mailbox", status_code=status.HTTP_204_NO_CONTENT)
+@mailbox_router.delete(
+    "/mailbox",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        204: {
+            "description": "Deleted. The cookies keep the browser's other live mailboxes.",
+            "headers": _SETS_COOKIES,
+        },
+        **error_responses(401, 403, 429, 503),
+    },
+)
 async def delete_mailbox(request: Request, runtime: RuntimeDep, mailbox: MailboxDep) -> Response:
     """Delete the caller's mailbox and its mail. Its address stays held through the
     cooldown; its token then answers 401 ``mailbox_deleted``. The browser's cookie keeps
@@ -134,6 +217,7 @@ async def delete_mailbox(request: Request, runtime: RuntimeDep, mailbox: Mailbox
     now = utcnow()
     await mailbox_service.delete_mailbox(runtime.store, mailbox, now, runtime.settings)
     runtime.lifecycle_changed()
+    runtime.hub.close(mailbox.address)  # its live streams here end now (elsewhere: soon)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     remembered = browser.remembered_tokens(request)
     if remembered:

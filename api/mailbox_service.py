@@ -73,6 +73,17 @@ async def delete_mailbox(
     await store.delete_messages(mailbox.address)
 
 
+async def still_live(store: MailStore, mailbox: Mailbox, now: datetime) -> Mailbox | None:
+    """``mailbox`` as the store has it now (extended, perhaps) while it is the same live
+    mailbox; ``None`` once it has expired or was deleted, or its address has another
+    owner. A live stream asks before it passes on mail, so that it ends with its mailbox
+    and never carries the next owner's."""
+    current = await store.get_mailbox(mailbox.address)
+    if current is None or current.id != mailbox.id or current.deleted:
+        return None
+    return current if current.expires_at > now else None
+
+
 async def live_mailboxes(
     store: MailStore, tokens: Sequence[str], now: datetime
 ) -> list[tuple[str, Mailbox]]:

@@ -1,10 +1,12 @@
-"""The API process: REST, live events (SSE) and, later, the web inbox.
+"""The API process: REST, live events (SSE) and the web inbox (at /).
 
 Run it with ``tmpmail api`` (foreground; what compose and production run). It serves
 ``TMPMAIL_HTTP_HOST:TMPMAIL_HTTP_PORT`` with uvicorn and stops cleanly on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
+
+import socket
 
 import uvicorn
 
@@ -16,7 +18,7 @@ from schemas.settings import Settings
 def run(settings: Settings) -> None:
     """Blocking entry point: serve until SIGTERM/SIGINT."""
     configure_logging("api", settings.log_level)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.http_host,
         port=settings.http_port,
@@ -26,3 +28,21 @@ def run(settings: Settings) -> None:
         timeout_graceful_shutdown=5,
         proxy_headers=False,
     )
+    sock = config.bind_socket()
+    reap_stalled_connections(sock, settings.sse_send_timeout_s)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def reap_stalled_connections(sock: socket.socket, after_s: float) -> None:
+    """Let the kernel reset a connection whose peer acknowledged nothing for ``after_s``.
+
+    When a live stream's send times out, uvicorn closes the connection gracefully, and a
+    graceful close waits for the buffered bytes to flush: a client that never reads
+    again would keep its socket and its send buffer here for ever. ``TCP_USER_TIMEOUT``
+    on the listening socket is inherited by every accepted one (Linux), and it also
+    covers a window that stays shut (zero-window probes). Only a peer that stalls that
+    long is cut; a slow reader keeps acknowledging.
+    """
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if option is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, option, max(1, int(after_s * 1000)))

@@ -7,6 +7,7 @@ import json
 import shutil
 import smtplib
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -16,9 +17,15 @@ from email.message import EmailMessage
 from typing import Any
 
 import httpx
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from deploy.health import api_ready
+from deploy.launcher import log_tail
+from deploy.procs import can_bind, describe_pids, port_holders, spawn, stop_group
 from schemas.settings import Settings
+from store import MailStore, create_store
+from tests.conftest import REPO, TEST_SLOT, stack_environ, stack_settings
 
 
 @dataclass
@@ -205,3 +212,128 @@ class TopicTail:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+# --- waiting on the API ------------------------------------------------------------------
+async def wait_for_messages(
+    client: httpx.AsyncClient, box: Mailbox, count: int, timeout_s: float = 60.0
+) -> list[dict[str, Any]]:
+    """Poll ``box``'s list (newest first) until it holds at least ``count`` messages."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            response = await client.get("/api/messages", headers=box.auth, params={"limit": 100})
+            assert response.status_code == 200, response.text
+            messages: list[dict[str, Any]] = response.json()["messages"]
+            if len(messages) >= count:
+                return messages
+            await asyncio.sleep(0.1)
+
+
+def response_fingerprint(response: httpx.Response) -> tuple[int, list[tuple[str, str]], bytes]:
+    """What a client can learn from a response, timing aside: status, headers (but the
+    date), body. Two responses with one fingerprint tell their requests apart in nothing."""
+    headers = sorted((k.lower(), v) for k, v in response.headers.items() if k.lower() != "date")
+    return response.status_code, headers, response.content
+
+
+# --- the store, read directly --------------------------------------------------------------
+@asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[MailStore]:
+    """The stack's store as its processes see it (for what no API response shows)."""
+    store = create_store(settings)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+# --- API processes of a test's own -----------------------------------------------------------
+def seconds_as_days(seconds: float) -> str:
+    """A ``TMPMAIL_*_DAYS`` value of ``seconds``."""
+    return repr(seconds / 86_400)
+
+
+def extra_api_port(index: int) -> int:
+    """The HTTP port of a test's own API process ``index`` (1-9): 18040 + 10 x slot +
+    index, clear of every slot's stack (18000 + 10 x slot) and of the other slots' extras."""
+    assert 1 <= index <= 9, index
+    return 18040 + 10 * TEST_SLOT + index
+
+
+EXTRA_API_READY_S = 60.0
+EXTRA_API_STOP_S = 10.0
+
+
+@dataclass
+class ExtraApi:
+    settings: Settings
+    #: What it was started with: the store and the overrides.
+    config: tuple[str, tuple[tuple[str, str], ...]]
+    process: subprocess.Popen[bytes]
+
+
+class ExtraApis:
+    """API processes of a test module's own beside the stack's: the same Kafka and store,
+    an HTTP port of their own and settings of their own (short lifetimes, a short send
+    timeout...). ``get`` starts one (``tmpmail api``, logging to the stack's log dir, so a
+    failed test shows its tail) or returns the one already running with exactly that
+    configuration; ``stop_all`` stops them. Use it from a module-scoped fixture."""
+
+    def __init__(self) -> None:
+        self._running: dict[int, ExtraApi] = {}
+
+    def get(self, stack: Settings, index: int, overrides: dict[str, str]) -> Settings:
+        port = extra_api_port(index)
+        config = (stack.store, tuple(sorted(overrides.items())))
+        running = self._running.get(port)
+        if running is not None:
+            if running.config == config and running.process.poll() is None:
+                return running.settings
+            self.stop(port)
+        env = stack_environ(
+            TMPMAIL_STORE=stack.store,
+            TMPMAIL_HTTP_PORT=str(port),
+            PYTHONUNBUFFERED="1",
+            **overrides,
+        )
+        settings = stack_settings(stack.store, env)
+        if not can_bind(settings.http_host, port):
+            holders = describe_pids(port_holders(port))
+            pytest.fail(f"port {port} for a test's own API is taken by {holders}", pytrace=False)
+        log = stack.log_dir / f"api-{port}.log"
+        process = spawn([sys.executable, "-m", "deploy.cli", "api"], log, env, cwd=REPO)
+        self._running[port] = ExtraApi(settings, config, process)
+        deadline = time.monotonic() + EXTRA_API_READY_S
+        while not api_ready(settings):
+            if process.poll() is not None or time.monotonic() > deadline:
+                self.stop(port)
+                pytest.fail(
+                    f"the test's own API on port {port} did not become ready:\n{log_tail(log, 40)}",
+                    pytrace=False,
+                )
+            time.sleep(0.1)
+        return settings
+
+    def stop(self, port: int) -> None:
+        running = self._running.pop(port, None)
+        if running is not None:
+            stop_group(running.process.pid, EXTRA_API_STOP_S)
+            running.process.wait(EXTRA_API_STOP_S)
+
+    def stop_all(self) -> None:
+        for port in list(self._running):
+            self.stop(port)
+
+
+async def messages_until_closed(events: SseStream, timeout_s: float) -> list[SseEvent]:
+    """The ``message`` events of ``events`` until the server ends the stream, each within
+    ``timeout_s`` (a stream that stays open past it raises ``TimeoutError``)."""
+    received: list[SseEvent] = []
+    while True:
+        try:
+            received.append(await events.next_message(timeout_s))
+        except AssertionError as exc:
+            if "event stream ended" not in str(exc):
+                raise
+            return received
