@@ -22,6 +22,7 @@ from api.mailbox_routes import mailbox_router
 from api.message_routes import message_router
 from api.origin import OriginGuard
 from api.outbox import OutboxRelay
+from api.page_routes import page_router
 from api.routes import health_router, router
 from api.signed_urls import UrlSigner
 from bus import AsyncProducer, BroadcastConsumer, client_config, producer_config
@@ -94,4 +95,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(mailbox_router)
     app.add_middleware(OriginGuard, allowed=settings.origins)
     app.include_router(health_router)
+    app.include_router(page_router)
     return app

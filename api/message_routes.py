@@ -7,7 +7,7 @@ for another mailbox's ids, and the one error shape of :mod:`api.errors`.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 
 from api import message_service, service
 from api.deps import MailboxDep, RuntimeDep, current_mailbox
-from api.errors import ERROR_RESPONSES, NotFound, Unauthorized
+from api.errors import NotFound, Unauthorized, error_responses
 from api.limits import came_over_https
 from api.signed_urls import UrlSigner, expiry
 from schemas.api import MessagePublic, MessageSummaryPublic, MessageUpdate, SignedUrl
@@ -24,11 +24,18 @@ from schemas.records import utcnow
 from schemas.settings import Settings
 from store import Mailbox
 
-message_router = APIRouter(prefix="/api/messages", tags=["messages"], responses=ERROR_RESPONSES)
+message_router = APIRouter(prefix="/api/messages", tags=["messages"])
 
 MessageId = Annotated[str, Path(min_length=1, max_length=128)]
 AttachmentId = Annotated[str, Path(min_length=1, max_length=128)]
 RemoteFlag = Annotated[int, Query(ge=0, le=1, description="1: let the HTML load remote resources.")]
+ThemeQuery = Annotated[
+    Literal["light", "dark"] | None,
+    Query(
+        description="The reading page's theme: decides the mail's prefers-color-scheme "
+        "queries; the document is dark only for mail that declares dark support."
+    ),
+]
 
 #: Headers of everything we serve that a browser must never render on our origin.
 DOWNLOAD_HEADERS = {
@@ -48,8 +55,8 @@ def get_signer(request: Request) -> UrlSigner:
 SignerDep = Annotated[UrlSigner, Depends(get_signer)]
 
 
-def _html_resource(remote: int) -> str:
-    return f"html?remote={remote}"
+def _html_resource(remote: int, theme: str | None = None) -> str:
+    return f"html?remote={remote}" + (f"&theme={theme}" if theme else "")
 
 
 def _attachment_resource(attachment_id: str) -> str:
@@ -126,14 +133,38 @@ def public_base_url(request: Request, settings: Settings) -> str:
     return base
 
 
-@message_router.delete("", status_code=status.HTTP_204_NO_CONTENT)
+#: OpenAPI: the errors of a route reading one message with the token (or a signed URL).
+_READ_ERRORS = error_responses(401, 404, 422, 429, 503)
+_INTEGER_HEADER = {"schema": {"type": "integer", "minimum": 0}}
+_DOWNLOAD_DOC_HEADERS = {
+    "Content-Disposition": {
+        "description": "Always `attachment`, with an RFC 6266 file name.",
+        "schema": {"type": "string"},
+    },
+    **{
+        name: {"schema": {"type": "string", "enum": [value]}}
+        for name, value in DOWNLOAD_HEADERS.items()
+    },
+}
+
+
+@message_router.delete(
+    "",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={204: {"description": "Deleted."}, **error_responses(401, 403, 429, 503)},
+)
 async def delete_all_messages(runtime: RuntimeDep, mailbox: MailboxDep) -> Response:
     """Delete every message of the caller's mailbox."""
     await runtime.store.delete_messages(mailbox.address)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@message_router.get("/{message_id}", response_model=MessagePublic, response_model_by_alias=True)
+@message_router.get(
+    "/{message_id}",
+    response_model=MessagePublic,
+    response_model_by_alias=True,
+    responses=_READ_ERRORS,
+)
 async def get_message(
     runtime: RuntimeDep, mailbox: MailboxDep, message_id: MessageId
 ) -> MessagePublic:
@@ -142,7 +173,11 @@ async def get_message(
     return await message_service.full_message(runtime.store, mailbox, message_id)
 
 
-@message_router.patch("/{message_id}", response_model=MessageSummaryPublic)
+@message_router.patch(
+    "/{message_id}",
+    response_model=MessageSummaryPublic,
+    responses=error_responses(400, 401, 403, 404, 422, 429, 503),
+)
 async def update_message(
     runtime: RuntimeDep, mailbox: MailboxDep, message_id: MessageId, body: MessageUpdate
 ) -> MessageSummaryPublic:
@@ -153,7 +188,14 @@ async def update_message(
     return service.summary_public(stored)
 
 
-@message_router.delete("/{message_id}", status_code=status.HTTP_204_NO_CONTENT)
+@message_router.delete(
+    "/{message_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        204: {"description": "Deleted (a tombstone stays until its expiry)."},
+        **error_responses(401, 403, 404, 422, 429, 503),
+    },
+)
 async def delete_message(
     runtime: RuntimeDep, mailbox: MailboxDep, message_id: MessageId
 ) -> Response:
@@ -166,7 +208,14 @@ async def delete_message(
 @message_router.get(
     "/{message_id}/raw",
     response_class=Response,
-    responses={200: {"content": {"message/rfc822": {}}, "description": "The exact bytes stored."}},
+    responses={
+        200: {
+            "content": {"message/rfc822": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "The exact bytes stored, as a download.",
+            "headers": _DOWNLOAD_DOC_HEADERS,
+        },
+        **_READ_ERRORS,
+    },
 )
 async def get_raw(runtime: RuntimeDep, mailbox: MailboxDep, message_id: MessageId) -> Response:
     """The message as received (``.eml``), as a download."""
@@ -182,10 +231,26 @@ async def get_raw(runtime: RuntimeDep, mailbox: MailboxDep, message_id: MessageI
     response_class=Response,
     responses={
         200: {
-            "content": {"application/octet-stream": {}},
-            "description": "The decoded bytes, always as a download; the stored type only "
-            "for images, PDF and plain text.",
-        }
+            "content": {
+                media_type: {"schema": {"type": "string", "format": "binary"}}
+                for media_type in [*sorted(message_service.SAFE_TYPES), "application/octet-stream"]
+            },
+            "description": "The decoded bytes, always as a download: the stored type for "
+            "images, PDF, plain text and CSV, else `application/octet-stream`.",
+            "headers": _DOWNLOAD_DOC_HEADERS,
+        },
+        **error_responses(
+            401,
+            404,
+            422,
+            429,
+            503,
+            described={
+                401: "`unauthorized`: no token (nor a URL signed for this attachment), an "
+                "invalid or expired signed URL, or a token no mailbox has; "
+                "`mailbox_expired` / `mailbox_deleted`: the token's mailbox has ended."
+            },
+        ),
     },
 )
 async def get_attachment(
@@ -205,7 +270,7 @@ async def get_attachment(
     )
 
 
-@message_router.get("/{message_id}/html-url", response_model=SignedUrl)
+@message_router.get("/{message_id}/html-url", response_model=SignedUrl, responses=_READ_ERRORS)
 async def get_html_url(
     runtime: RuntimeDep,
     mailbox: MailboxDep,
@@ -213,14 +278,16 @@ async def get_html_url(
     response: Response,
     message_id: MessageId,
     remote: RemoteFlag = 0,
+    theme: ThemeQuery = None,
 ) -> SignedUrl:
     """A URL of ``/html`` that works for a few minutes without the token or cookie, for
     ``<iframe sandbox>`` (whose opaque origin sends no cookie)."""
     await message_service.get_stored(runtime.store, mailbox, message_id)
-    query, expires = _signed_query(mailbox, signer, message_id, _html_resource(remote))
+    resource = _html_resource(remote, theme)
+    query, expires = _signed_query(mailbox, signer, message_id, resource)
     response.headers["Cache-Control"] = "no-store"
     return SignedUrl(
-        url=f"/api/messages/{message_id}/html?remote={remote}&{query}",
+        url=f"/api/messages/{message_id}/{resource}&{query}",
         expires_at=datetime.fromtimestamp(expires, tz=UTC),
     )
 
@@ -231,6 +298,7 @@ async def html_reader(
     signer: SignerDep,
     message_id: MessageId,
     remote: RemoteFlag = 0,
+    theme: ThemeQuery = None,
     sig: SigQuery = None,
     exp: ExpQuery = None,
     mailbox: SignedMailboxQuery = None,
@@ -239,7 +307,7 @@ async def html_reader(
     if sig is None:
         return await current_mailbox(request, runtime)
     return await _signed_mailbox(
-        runtime, signer, message_id, _html_resource(remote), sig, exp, mailbox
+        runtime, signer, message_id, _html_resource(remote, theme), sig, exp, mailbox
     )
 
 
@@ -248,11 +316,36 @@ async def html_reader(
     response_class=Response,
     responses={
         200: {
-            "content": {"text/html": {}},
-            "description": "The sanitised document, under its own CSP. "
-            f"`{REMOTE_BLOCKED_HEADER}`: remote resources blocked; "
-            f"`{IMAGES_LEFT_OUT_HEADER}`: cid: images too large to inline.",
-        }
+            "content": {"text/html": {"schema": {"type": "string"}}},
+            "description": "The sanitised document, under its own CSP.",
+            "headers": {
+                "Content-Security-Policy": {
+                    "description": "The sanitiser's: no script, remote loads only with `remote=1`.",
+                    "schema": {"type": "string"},
+                },
+                REMOTE_BLOCKED_HEADER: {
+                    **_INTEGER_HEADER,
+                    "description": "Remote resources blocked (0 with `remote=1`).",
+                },
+                IMAGES_LEFT_OUT_HEADER: {
+                    **_INTEGER_HEADER,
+                    "description": "`cid:` images not inlined (too large, or not an image).",
+                },
+            },
+        },
+        **error_responses(
+            401,
+            404,
+            422,
+            429,
+            503,
+            described={
+                401: "`unauthorized`: no token (nor a signed URL), an invalid or expired "
+                "signed URL, or a token no mailbox has; `mailbox_expired` / "
+                "`mailbox_deleted`: the token's mailbox has ended.",
+                404: "`not_found`: no such message, or it has no HTML or text to show.",
+            },
+        ),
     },
 )
 async def get_html(
@@ -262,6 +355,7 @@ async def get_html(
     reader: Annotated[Mailbox, Depends(html_reader)],
     message_id: MessageId,
     remote: RemoteFlag = 0,
+    theme: ThemeQuery = None,
 ) -> HTMLResponse:
     """The message's HTML sanitised (its text, linkified, for a text-only mail). Takes the
     token, or the signed URL of ``/html-url`` (``sig``, ``exp``, ``mailbox``)."""
@@ -272,7 +366,12 @@ async def get_html(
         return f"{base}/api/messages/{quote(message_id)}/attachments/{quote(info.id)}?{query}"
 
     rendered = await message_service.render_html(
-        runtime.store, reader, message_id, allow_remote=bool(remote), link_image=link_image
+        runtime.store,
+        reader,
+        message_id,
+        allow_remote=bool(remote),
+        link_image=link_image,
+        color_scheme=theme,
     )
     headers = {
         "Content-Security-Policy": rendered.csp,

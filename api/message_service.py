@@ -67,8 +67,12 @@ class RenderedHtml:
 
 def content_disposition(filename: str, fallback: str, suffix: str = "") -> str:
     """``attachment`` with an ASCII ``filename`` and, for any other name, ``filename*``
-    (RFC 6266, RFC 8187). Path separators, quotes and controls never get through."""
-    name = _CONTROL.sub("_", unicodedata.normalize("NFC", filename)).strip(" ._")
+    (RFC 6266, RFC 8187). Path separators, quotes, controls and invisible format
+    characters (bidi overrides that show ``report\u202efdp.exe`` as ``reportexe.pdf``)
+    never get through."""
+    name = _CONTROL.sub("_", unicodedata.normalize("NFC", filename))
+    name = "".join("_" if unicodedata.category(c) in {"Cc", "Cf"} else c for c in name)
+    name = name.strip(" ._")
     name = name[:FILENAME_CHARS] or fallback
     if suffix and not name.lower().endswith(suffix):
         name += suffix
@@ -87,7 +91,10 @@ def attachment_media_type(content_type: str) -> str:
 
 
 def message_public(
-    stored: StoredMessage, document: ParsedMail | None, remote_resources: int = 0
+    stored: StoredMessage,
+    document: ParsedMail | None,
+    remote_resources: int = 0,
+    has_dark_mode: bool = False,
 ) -> MessagePublic:
     """The whole message from its stored summary and its document (if it has one)."""
     base = MessagePublic.model_validate(stored, from_attributes=True)
@@ -103,6 +110,7 @@ def message_public(
             "text": document.text,
             "has_html": bool(document.html),
             "remote_resources": remote_resources,
+            "has_dark_mode": has_dark_mode,
             "headers": list(document.headers),
             "attachments": [_attachment_public(a) for a in document.attachments],
             "list_unsubscribe": list(document.list_unsubscribe),
@@ -131,15 +139,22 @@ async def get_stored(store: MailStore, mailbox: Mailbox, message_id: str) -> Sto
 async def full_message(store: MailStore, mailbox: Mailbox, message_id: str) -> MessagePublic:
     stored = await get_stored(store, mailbox, message_id)
     document = await store.get_document(mailbox.address, message_id)
-    remote = 0
+    remote, dark = 0, False
     if document is not None and document.html:
-        remote = await asyncio.to_thread(count_remote_resources, document.html)
-    return message_public(stored, document, remote)
+        remote, dark = await asyncio.to_thread(html_facts, document.html)
+    return message_public(stored, document, remote, dark)
 
 
 def count_remote_resources(html: str) -> int:
     """The remote resources ``html`` would load: what the sanitiser blocks without them."""
-    return int(sanitize.sanitize_html(html, allow_remote=False, inline_images={}).remote_blocked)
+    return html_facts(html)[0]
+
+
+def html_facts(html: str) -> tuple[int, bool]:
+    """What the sanitiser finds in ``html``: the remote resources it would load, and
+    whether it declares dark-mode support."""
+    result = sanitize.sanitize_html(html, allow_remote=False, inline_images={})
+    return int(result.remote_blocked), result.has_dark_mode
 
 
 async def raw_message(store: MailStore, mailbox: Mailbox, message_id: str) -> bytes:
@@ -203,15 +218,18 @@ async def render_html(
     *,
     allow_remote: bool,
     link_image: Callable[[AttachmentInfo], str] | None = None,
+    color_scheme: str | None = None,
 ) -> RenderedHtml:
     """The message's HTML sanitised, or its text linkified as a document; 404 when it has
     neither (or no stored parse). ``link_image`` makes the absolute URL of an inline
-    image too large to embed; without it such images are left out."""
+    image too large to embed; without it such images are left out. ``color_scheme``
+    is the reading page's theme (``light``/``dark``, see :func:`api.sanitize.sanitize_html`);
+    a text-only mail follows it, an HTML mail only when it declares dark support."""
     document = await store.get_document(mailbox.address, message_id)
     if document is None or not (document.html or document.text):
         raise NotFound("this message has no HTML or text to show")
     if not document.html:
-        return await asyncio.to_thread(_text_document, document.text)
+        return await asyncio.to_thread(_text_document, document.text, color_scheme)
     plan = inline_plan(document)
     left_out = plan.left_out
     images: dict[str, Any] = {}
@@ -230,21 +248,38 @@ async def render_html(
         images[cid] = sanitize.InlineImage(
             content_type=attachment_media_type(info.content_type), url=link_image(info)
         )
-    return await asyncio.to_thread(_html_document, document.html, allow_remote, images, left_out)
+    return await asyncio.to_thread(
+        _html_document, document.html, allow_remote, images, left_out, color_scheme
+    )
 
 
 def _html_document(
-    html: str, allow_remote: bool, images: dict[str, Any], left_out: int
+    html: str,
+    allow_remote: bool,
+    images: dict[str, Any],
+    left_out: int,
+    color_scheme: str | None = None,
 ) -> RenderedHtml:
-    result = sanitize.sanitize_html(html, allow_remote=allow_remote, inline_images=images)
+    result = sanitize.sanitize_html(
+        html, allow_remote=allow_remote, inline_images=images, color_scheme=color_scheme
+    )
     # What was held back: nothing, once the reader asked for remote content.
     blocked = 0 if allow_remote else result.remote_blocked
     return RenderedHtml(result.document, result.csp, blocked, left_out)
 
 
-def _text_document(text: str) -> RenderedHtml:
+#: Plain text has no colours of its own: its document takes either theme.
+_TEXT_STYLE = "<style>:root{color-scheme:light dark}</style>"
+
+
+def _text_document(text: str, color_scheme: str | None = None) -> RenderedHtml:
     """A text-only mail as a document: linkified, in ``<pre>``, through the sanitiser
-    too, so that every document we serve has the sanitiser's CSP."""
-    fragment = f'<pre style="white-space: pre-wrap">{sanitize.linkify_text(text)}</pre>'
-    result = sanitize.sanitize_html(fragment, allow_remote=False, inline_images={})
+    too, so that every document we serve has the sanitiser's CSP. It follows the
+    reader's theme (or, without one, the system's)."""
+    fragment = (
+        f'{_TEXT_STYLE}<pre style="white-space: pre-wrap">{sanitize.linkify_text(text)}</pre>'
+    )
+    result = sanitize.sanitize_html(
+        fragment, allow_remote=False, inline_images={}, color_scheme=color_scheme
+    )
     return RenderedHtml(result.document, result.csp, result.remote_blocked)

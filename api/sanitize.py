@@ -168,6 +168,9 @@ class _Pass:
     images: dict[str, str]
     remote: int = 0
     dark: bool = False
+    #: The reader's theme (``light``/``dark``), when known: ``prefers-color-scheme``
+    #: queries are decided by it instead of by the frame's environment.
+    scheme: str | None = None
 
 
 # --------------------------------------------------------------------------- API
@@ -179,17 +182,26 @@ def sanitize_html(
     allow_remote: bool,
     inline_images: Mapping[str, InlineImage],
     frame_ancestors: str = "'self'",
+    color_scheme: str | None = None,
 ) -> SanitizedHtml:
     """``html`` (a mail's HTML body, untrusted) as a document safe to serve.
 
     ``inline_images`` maps content-ids (with or without ``<>``, any case) to their
     images; ``frame_ancestors`` is the CSP source list of who may frame the document
     (the app's origin, e.g. ``https://mail.example``; ``'self'`` by default).
+
+    ``color_scheme`` (``"light"`` or ``"dark"``) is the reading page's theme, which a
+    sandboxed frame cannot see (its ``prefers-color-scheme`` is the system's): the
+    mail's ``prefers-color-scheme`` queries are decided by it, and the document is
+    dark only when that is asked and the mail declares dark support; any other mail
+    keeps its light canvas. ``None``: the document follows the system's preference.
     """
     truncated = len(html) > MAX_HTML_CHARS
     html = html[:MAX_HTML_CHARS]
     state = _Pass(allow_remote=allow_remote, images=_inline_sources(inline_images))
     state.dark = _declares_color_scheme(html)
+    if color_scheme in ("light", "dark"):
+        state.scheme = color_scheme
     body, stylesheets = _extract_styles(html)
     body, cut = _bound_nesting(body, MAX_NESTING)
     truncated = truncated or cut
@@ -200,6 +212,7 @@ def sanitize_html(
         '<meta name="referrer" content="no-referrer">'
         f"<style>{BASE_STYLE}</style>"
         + (f"<style>{css}</style>" if css else "")
+        + _color_scheme_style(state)
         + f"</head><body>{cleaned}</body></html>"
     )
     csp = content_security_policy(
@@ -483,14 +496,38 @@ def _extract_styles(html: str) -> tuple[str, list[str]]:
         end = _end_of_tag(html, opening.end())
         closing = _STYLE_CLOSE_RE.search(html, end)
         parts.append(html[pos : opening.start()])
+        media = _media_attribute(html[opening.end() : end])
         if closing is None:
-            sheets.append(html[end:])
+            sheets.append(_scoped(html[end:], media))
             pos = len(html)
             break
-        sheets.append(html[end : closing.start()])
+        sheets.append(_scoped(html[end : closing.start()], media))
         pos = _end_of_tag(html, closing.end())
     parts.append(html[pos:])
     return "".join(parts), sheets
+
+
+_MEDIA_ATTR_RE = re.compile(
+    r"""(?:^|[\s"'/])media\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.IGNORECASE
+)
+
+
+def _media_attribute(attrs: str) -> str | None:
+    """The ``media`` attribute of a ``<style>`` tag (its attributes' text), if any."""
+    found = _MEDIA_ATTR_RE.search(attrs)
+    if found is None:
+        return None
+    value = next(g for g in found.groups() if g is not None)
+    return html_lib.unescape(value).strip() or None
+
+
+def _scoped(sheet: str, media: str | None) -> str:
+    """A ``<style media=...>`` sheet as the ``@media`` rule it means, so that the media
+    condition (``prefers-color-scheme: dark``, ``print``) survives: the sheet's own
+    ``media`` attribute does not. The prelude goes through the same CSS pass as any."""
+    if media is None or media.lower() == "all":
+        return sheet
+    return f"@media {media} {{\n{sheet}\n}}\n"
 
 
 def _end_of_tag(html: str, pos: int) -> int:
@@ -565,6 +602,8 @@ _DANGEROUS_NAMES = ("behavior", "binding", "expression")
 _DANGEROUS_VALUES = ("javascript:", "vbscript:", "livescript:", "expression(", "behavior")
 #: Functions whose string arguments are URLs.
 _URL_STRING_FUNCTIONS = frozenset({"url", "src", "image", "image-set", "cross-fade"})
+#: The only other functions an image function's arguments may hold.
+_IMAGE_ARGUMENT_FUNCTIONS = frozenset({"type"})
 _VENDOR_PREFIX_RE = re.compile(r"^-[a-z]+-")
 #: Tokens that would end or open a block where a value or a selector should be.
 _STRUCTURE = frozenset({"{", "}", ";"})
@@ -622,11 +661,47 @@ def _sanitize_at_rule(state: _Pass, rule: css_ast.AtRule, depth: int) -> list[st
     if keyword in {"media", "supports", "keyframes", "-webkit-keyframes"}:
         if keyword == "media" and "prefers-color-scheme" in prelude.lower():
             state.dark = True
+            if state.scheme is not None:
+                prelude = _decide_color_scheme(rule.prelude, state.scheme).strip()
         inner = tinycss2.parse_rule_list(rule.content, skip_comments=True, skip_whitespace=True)
         return [f"@{keyword} {prelude}{{{''.join(_sanitize_rules(state, inner, depth + 1))}}}"]
     if keyword in {"font-face", "page"}:
         return [f"@{keyword} {prelude}{{{_sanitize_declaration_nodes(state, rule.content)}}}"]
     return []  # @namespace, @charset, @layer, @container, vendor rules...
+
+
+#: Media features that always / never match, for a decided ``prefers-color-scheme``
+#: (no ``<``: :func:`_escape_css` would escape it).
+_ALWAYS, _NEVER = "(width >= 0)", "(0 > width)"
+
+
+def _decide_color_scheme(nodes: Iterable[css_ast.Node], scheme: str) -> str:
+    """A media query prelude with each ``(prefers-color-scheme: x)`` replaced by a
+    feature that always matches when ``x`` is ``scheme`` and never otherwise."""
+    out = []
+    for node in nodes:
+        if isinstance(node, css_ast.ParenthesesBlock):
+            words = [
+                n.lower_value if isinstance(n, css_ast.IdentToken) else tinycss2.serialize([n])
+                for n in node.content
+                if not isinstance(n, css_ast.WhitespaceToken | css_ast.Comment)
+            ]
+            if len(words) == 3 and words[0] == "prefers-color-scheme" and words[1] == ":":
+                out.append(_ALWAYS if words[2] == scheme else _NEVER)
+            else:
+                out.append(f"({_decide_color_scheme(node.content, scheme)})")
+        else:
+            out.append(tinycss2.serialize([node]))
+    return "".join(out)
+
+
+def _color_scheme_style(state: _Pass) -> str:
+    """The document's forced ``color-scheme`` for a known reader theme: dark only for
+    mail that declares dark support (its canvas and default text then follow)."""
+    if state.scheme is None:
+        return ""
+    scheme = "dark" if state.scheme == "dark" and state.dark else "light"
+    return f"<style>:root{{color-scheme:{scheme} !important}}</style>"
 
 
 def _sanitize_declarations(state: _Pass, css: str) -> str:
@@ -685,6 +760,10 @@ def _sanitize_values(
             if "expression" in function:
                 return None
             is_url = _VENDOR_PREFIX_RE.sub("", function) in _URL_STRING_FUNCTIONS
+            if url_strings and not is_url and function not in _IMAGE_ARGUMENT_FUNCTIONS:
+                # var(), attr(), env()... in an image function hand it a URL this pass
+                # never saw (``image-set(var(--u))``, ``--u: "https://..."``).
+                return None
             arguments = _sanitize_values(state, node.arguments, url_strings=is_url)
             if arguments is None:
                 return None

@@ -439,6 +439,7 @@ class Launcher:
             f"tmpmail is ready (store: {plan.store}).\n"
             f"  SMTP: {settings.smtp_host}:{settings.smtp_port} "
             f"(domains: {', '.join(settings.domains)})\n"
+            f"  Web:  {settings.http_url}/ (the inbox)\n"
             f"  API:  {settings.http_url}/api (OpenAPI: {settings.http_url}/docs)\n"
             f"  Logs: {settings.log_dir}"
         )

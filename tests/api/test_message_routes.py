@@ -393,8 +393,8 @@ async def test_another_mailboxs_message_is_404_everywhere(
 async def test_openapi_declares_the_routes_and_the_error_model(world: World) -> None:
     spec = (await world.client.get("/openapi.json")).json()
     paths = spec["paths"]
+    assert "404" not in paths["/api/messages"]["delete"]["responses"]  # nothing to find
     for path, method in [
-        ("/api/messages", "delete"),
         ("/api/messages/{message_id}", "get"),
         ("/api/messages/{message_id}", "patch"),
         ("/api/messages/{message_id}", "delete"),
@@ -460,3 +460,98 @@ async def test_cid_parts_of_a_type_we_never_inline_are_left_out_and_counted(
     assert response.headers["x-tmpmail-images-left-out"] == "1"
     assert "data:image/png" not in response.text
     assert "/attachments/" not in response.text
+
+
+# --- the reader's theme (?theme=light|dark on /html and /html-url) ----------------------------
+_DARK_AWARE_HTML = (
+    '<html><head><meta name="color-scheme" content="light dark"><style>'
+    "body{background:#ffffff;color:#111111}"
+    "@media (prefers-color-scheme: dark){body{background:#101418;color:#e6e6e6}}"
+    "@media screen and (prefers-color-scheme: light){p{color:#222222}}"
+    "</style></head><body><p>Dark-aware</p></body></html>"
+)
+
+
+async def _store_dark_aware(world: World) -> str:
+    msg = EmailMessage()
+    msg["From"] = "owl@night.example"
+    msg["To"] = ANN
+    msg["Subject"] = "Dark-aware"
+    msg.set_content("Dark-aware (text part)\n")
+    msg.add_alternative(_DARK_AWARE_HTML, subtype="html")
+    results = await world.store.store_messages(
+        [_new_message(ANN, msg.as_bytes(), "dark")], utcnow()
+    )
+    assert [r.status for r in results] == ["inserted"]
+    return "dark-ann"
+
+
+async def test_the_full_message_says_whether_its_html_supports_dark(world: World) -> None:
+    dark_id = await _store_dark_aware(world)
+    dark = await world.client.get(f"/api/messages/{dark_id}", headers=_auth(ANN_TOKEN))
+    assert dark.status_code == 200, dark.text
+    assert dark.json()["has_dark_mode"] is True
+    multi = await world.client.get("/api/messages/multi-ann", headers=_auth(ANN_TOKEN))
+    assert multi.json()["has_dark_mode"] is False
+    text = await world.client.get("/api/messages/text-ann", headers=_auth(ANN_TOKEN))
+    assert text.json()["has_dark_mode"] is False  # no HTML at all
+
+
+async def _html(world: World, message_id: str, **params: str) -> httpx.Response:
+    response = await world.client.get(
+        f"/api/messages/{message_id}/html", params=params, headers=_auth(ANN_TOKEN)
+    )
+    assert response.status_code == 200, response.text
+    return response
+
+
+async def test_the_readers_theme_decides_the_mails_color_scheme(world: World) -> None:
+    dark_id = await _store_dark_aware(world)
+    # Dark page, dark-aware mail: a dark document whose dark queries always apply.
+    dark = (await _html(world, dark_id, theme="dark")).text
+    assert "color-scheme:dark !important" in dark
+    assert "prefers-color-scheme" not in dark
+    assert "@media (width >= 0){body{background:#101418" in dark
+    assert "@media screen and (0 > width){p{color:#222222}}" in dark
+    # Light page: its light queries apply, the dark ones never, whatever the system says.
+    light = (await _html(world, dark_id, theme="light")).text
+    assert "color-scheme:light !important" in light
+    assert "@media (0 > width){body{background:#101418" in light
+    assert "@media screen and (width >= 0){p{color:#222222}}" in light
+    # Without a theme the document is as before: the system's preference decides.
+    plain = (await _html(world, dark_id)).text
+    assert "!important" not in plain and "(prefers-color-scheme: dark)" in plain
+    # Mail without dark support keeps its light canvas on a dark page.
+    multi = (await _html(world, "multi-ann", theme="dark")).text
+    assert "color-scheme:light !important" in multi
+    # Plain text has no colours of its own: it follows the page.
+    assert "color-scheme:dark !important" in (await _html(world, "text-ann", theme="dark")).text
+    assert "color-scheme:light !important" in (await _html(world, "text-ann", theme="light")).text
+    bad = await world.client.get(
+        f"/api/messages/{dark_id}/html", params={"theme": "sepia"}, headers=_auth(ANN_TOKEN)
+    )
+    _assert_error(bad, 422, "invalid")
+
+
+async def test_the_theme_is_part_of_the_signed_url(world: World) -> None:
+    dark_id = await _store_dark_aware(world)
+    response = await world.client.get(
+        f"/api/messages/{dark_id}/html-url",
+        params={"remote": 0, "theme": "dark"},
+        headers=_auth(ANN_TOKEN),
+    )
+    assert response.status_code == 200, response.text
+    url: str = response.json()["url"]
+    assert "theme=dark" in url and ANN_TOKEN not in url
+    signed = await world.client.get(url)
+    assert signed.status_code == 200, signed.text
+    assert "color-scheme:dark !important" in signed.text
+    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    without_theme = (
+        urlsplit(url).path + "?" + "&".join(f"{k}={v}" for k, v in query.items() if k != "theme")
+    )
+    for bad in (_with(url, theme="light"), without_theme):
+        _assert_error(await world.client.get(bad), 401, "unauthorized")
+    # A URL signed without a theme does not take one.
+    plain = await _signed_url(world, dark_id, ANN_TOKEN)
+    _assert_error(await world.client.get(_with(plain, theme="dark")), 401, "unauthorized")

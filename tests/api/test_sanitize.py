@@ -1,9 +1,12 @@
 import re
 import time
+import unicodedata
 from html.parser import HTMLParser
+from urllib.parse import unquote
 
 import pytest
 
+from api.message_service import content_disposition
 from api.sanitize import (
     MAX_HTML_CHARS,
     InlineImage,
@@ -445,3 +448,64 @@ def test_text_links_never_carry_markup() -> None:
     assert "<img" not in out and 'href="https://x.example/"' in out
     assert out.count("<a ") == 1
     assert linkify_text("http:// and https:// alone").count("<a ") == 0
+
+
+@pytest.mark.parametrize(
+    "css",
+    [
+        ':root{--u:"https://evil.example/v"}.a{background-image:image-set(var(--u) 1x)}',
+        ':root{--u:"https://evil.example/v"}.a{background:-webkit-image-set(var(--u) 1x)}',
+        ".a{background-image:image-set(attr(title) 1x)}",
+        ".a{list-style-image:image(env(safe-area-inset-top))}",
+        ".a{background:cross-fade(var(--u), url(data:image/png;base64,AA) 50%)}",
+    ],
+)
+def test_image_functions_take_no_url_from_var_or_attr(css: str) -> None:
+    """``image-set(var(--u))`` loads a URL the sanitiser never saw (found in Chromium by
+    tests/web/test_hostile.py: with remote content blocked, a frame whose CSP allowed
+    our origin for a linked inline image requested a URL of the mail's choosing there)."""
+    for html in (f"<style>{css}</style>", f'<div title="x" style="{css.split("{")[-1][:-1]}">'):
+        document = clean(html).document.replace("-webkit-", "")
+        for word in ("image-set(var", "image-set(attr", "image(env", "cross-fade(var"):
+            assert word not in document, word
+
+
+def test_image_set_keeps_its_own_arguments() -> None:
+    doc = clean(
+        '<style>.a{background-image:image-set("data:image/png;base64,AA" 1x type("image/png"))}'
+        "</style>"
+    ).document
+    assert 'image-set(url("data:image/png;base64,AA") 1x type("image/png"))' in doc
+
+
+@pytest.mark.parametrize(
+    "filename",
+    ["report\u202efdp.exe", "a\u2066b\u2069c.txt", "zero\u200bwidth\u200f.txt", "c1\x85.txt"],
+)
+def test_download_names_carry_no_invisible_characters(filename: str) -> None:
+    """A bidi override in a served file name makes ``report<RLO>fdp.exe`` look like
+    ``reportexe.pdf`` wherever the name is shown or saved as sent (Chromium replaces it;
+    other clients do not)."""
+    value = content_disposition(filename, "attachment")
+    encoded = value.partition("filename*=UTF-8''")[2]
+    for name in (value.split('"')[1], unquote(encoded)):
+        assert not any(unicodedata.category(c) in {"Cc", "Cf"} for c in name), name
+    assert value.startswith('attachment; filename="')
+
+
+def test_a_style_elements_media_attribute_is_kept_as_its_media_rule() -> None:
+    html = (
+        '<style media="(prefers-color-scheme: dark)">p { color: #eee }</style>'
+        "<style media='print'>p { color: black }</style>"
+        "<style media=all>b { color: red }</style><p>hi <b>x</b></p>"
+    )
+    result = sanitize_html(html, allow_remote=False, inline_images={})
+    css = re.sub(r"\s+", "", result.document)
+    assert "@media(prefers-color-scheme:dark){p{color:#eee}}" in css
+    assert "@mediaprint{p{color:black}}" in css
+    assert "b{color:red}" in css and "@mediaall" not in css
+    assert result.has_dark_mode
+    # A media condition is CSS like any other: one that hides a url() gets no pass.
+    hostile = '<style media="screen{} body{background:url(https://t.example/x)}">p{}</style>'
+    cleaned = sanitize_html(hostile, allow_remote=False, inline_images={})
+    assert "t.example" not in cleaned.document
