@@ -7,6 +7,7 @@ provisions Kafka in the bench state directory):
     .venv/bin/python -m bench.ingest --ingest-processes 2     # one ingest per core
     .venv/bin/python -m bench.ingest --no-stack --smtp-port 2525   # an ingest already up
     .venv/bin/python -m bench.ingest --sink-only              # the reference alone
+    .venv/bin/python -m bench.ingest --mailpit                # Mailpit as a third target
 
 (``.venv/bin/python bench/ingest.py`` works too.)
 
@@ -15,7 +16,9 @@ Without ``--no-stack`` it starts the whole stack with the project's launcher,
 (SMTP 22525, HTTP 28000, Kafka 29192/29193), with the per-client connection limit
 raised since every connection comes from 127.0.0.1; it runs ``down`` at the end, on
 Ctrl-C and on errors too. The reference sink (:mod:`bench.sink`) runs as a process of
-its own on 22526.
+its own on 22526; with ``--mailpit``, Mailpit (:mod:`bench.mailpit`, built once with Go)
+is a third target, on SMTP 22527 and HTTP 28002. ``make bench`` (:mod:`bench.run`) drives
+the same functions with Mailpit beside the sink.
 
 Each scenario is one run of Postfix's ``smtp-source`` (:mod:`bench.refs`) with mails of
 ``--size`` bytes to one recipient on a tmpmail domain, at 1, 20 and 50 connections, one
@@ -61,6 +64,7 @@ from types import FrameType
 if __package__ in (None, ""):  # run as bench/ingest.py: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.mailpit import Mailpit, MailpitError, mailpit_binary
 from bench.refs import SmtpSource, smtp_source
 from bench.smtp_latency import LatencySample, measure_250_latency
 from deploy.procs import PidFile
@@ -116,6 +120,8 @@ class Run:
     #: The rest of the stack over the same time (kafka, streams, api), when it is ours.
     stack_cpu_pct: dict[str, float] = field(default_factory=dict)
     error: str = ""
+    #: The whole machine's busy CPU over the run (every process, ours or not).
+    machine_cpu_pct: float | None = None
 
 
 @dataclass
@@ -246,24 +252,42 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def smtp_source_command(tool: SmtpSource, scenario: Scenario, size: int, port: int) -> list[str]:
+def machine_busy_ticks() -> int | None:
+    """Clock ticks every CPU of the machine spent busy (not idle nor waiting on I/O)."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    ticks = [int(value) for value in first[1:9]]  # user nice system idle iowait irq softirq steal
+    return sum(ticks) - ticks[3] - ticks[4]
+
+
+def smtp_source_command(
+    tool: SmtpSource, scenario: Scenario, size: int, port: int, recipient: str = RECIPIENT
+) -> list[str]:
     cmd = [str(tool.path), "-s", str(scenario.connections), "-m", str(scenario.mails)]
-    cmd += ["-l", str(size), "-f", SENDER, "-t", RECIPIENT, "-M", HELO]
+    cmd += ["-l", str(size), "-f", SENDER, "-t", recipient, "-M", HELO]
     if scenario.reuse:
         cmd.append("-d")
     return [*cmd, f"{HOST}:{port}"]
 
 
 async def run_smtp_source(
-    tool: SmtpSource, target: Target, scenario: Scenario, size: int, timeout_s: float
+    tool: SmtpSource,
+    target: Target,
+    scenario: Scenario,
+    size: int,
+    timeout_s: float,
+    recipient: str = RECIPIENT,
 ) -> Run:
     pids = target.pids()
     stack = target.stack_pids()
     before = {pid: _cpu_ticks(pid) for pid in [*pids, *stack.values()]}
     client_before = _children_cpu_s()
+    machine_before = machine_busy_ticks()
     began = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
-        *smtp_source_command(tool, scenario, size, target.port),
+        *smtp_source_command(tool, scenario, size, target.port, recipient),
         env=tool.env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -277,6 +301,7 @@ async def run_smtp_source(
         raise
     wall_s = time.perf_counter() - began
     used = {pid: _ticks_since(pid, ticks) for pid, ticks in before.items()}
+    machine_after = machine_busy_ticks()
 
     def pct(ticks: int) -> float:
         return round(100 * ticks / CLK_TCK / wall_s, 1)
@@ -292,6 +317,11 @@ async def run_smtp_source(
         pids=pids,
         stack_cpu_pct={name: pct(used[pid]) for name, pid in stack.items()},
         error="" if ok else output.decode(errors="replace").strip()[-500:],
+        machine_cpu_pct=(
+            pct(machine_after - machine_before)
+            if machine_before is not None and machine_after is not None
+            else None
+        ),
     )
 
 
@@ -605,7 +635,8 @@ def table(report: dict, targets: list[str], args: argparse.Namespace) -> str:
     header = ["scenario", "mails"]
     for name in targets:
         header += [f"{name}/s"]
-    if len(targets) == 2:
+    pair = "ingest" in targets and "sink" in targets
+    if pair:
         header.append("ingest/sink")
     header += [f"{name} CPU" for name in targets]
     with_stack = "ingest" in targets and any(
@@ -619,7 +650,7 @@ def table(report: dict, targets: list[str], args: argparse.Namespace) -> str:
         for name in targets:
             rate = scenario[name]["mails_per_s"]
             row.append("FAIL" if rate is None else f"{rate:.0f}")
-        if len(targets) == 2:
+        if pair:
             ratio = scenario["ratio_ingest_sink"]
             row.append("-" if ratio is None else f"{ratio:.2f}")
         for name in targets:
@@ -682,6 +713,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--controller-port", type=int, default=29193)
     parser.add_argument("--sink-port", type=int, default=22526)
     parser.add_argument(
+        "--mailpit", action="store_true", help="bench Mailpit too (bench.mailpit builds it once)"
+    )
+    parser.add_argument("--mailpit-smtp-port", type=int, default=22527)
+    parser.add_argument("--mailpit-http-port", type=int, default=28002)
+    parser.add_argument(
         "--ingest-processes",
         type=int,
         metavar="N",
@@ -739,6 +775,7 @@ def main(argv: list[str] | None = None) -> int:
     env = stack_env(args)
     stack_started = False
     sink: subprocess.Popen[bytes] | None = None
+    mailpit: Mailpit | None = None
     try:
         targets = []
         if not args.sink_only:
@@ -755,14 +792,24 @@ def main(argv: list[str] | None = None) -> int:
             targets.append(ingest)
         sink = start_sink(args.sink_port)
         targets.append(Target("sink", args.sink_port, fixed_pids=[sink.pid]))
+        if args.mailpit:
+            mailpit = Mailpit(
+                args.mailpit_smtp_port, args.mailpit_http_port, BENCH_DIR / "mailpit-ingest"
+            )
+            mailpit.start(mailpit_binary(progress), progress)
+            assert mailpit.pid is not None
+            targets.append(Target("mailpit", args.mailpit_smtp_port, fixed_pids=[mailpit.pid]))
         report = asyncio.run(bench(tool, targets, args))
-    except BenchError as exc:
+    except (BenchError, MailpitError) as exc:
         print(f"bench.ingest: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("bench.ingest: interrupted", file=sys.stderr)
         return 130
     finally:
+        if mailpit is not None:
+            mailpit.stop()
+            mailpit.remove_database()
         if sink is not None:
             stop_sink(sink)
         if stack_started:

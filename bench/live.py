@@ -227,11 +227,13 @@ async def sender(conn: SmtpClient, queue: asyncio.Queue[Mail | None], recipient:
 
 @dataclass
 class LiveEvents:
-    """The mailbox's ``message`` events: when each arrived, by Subject."""
+    """The mailbox's ``message`` events: when each arrived, by Subject, and in order
+    (``times``: mails without a distinct Subject, such as smtp-source's, are counted there)."""
 
     client: httpx.AsyncClient
     mailbox: Mailbox
     arrived: dict[str, float] = field(default_factory=dict)
+    times: list[float] = field(default_factory=list)
     seqs: dict[str, int] = field(default_factory=dict)
     count: int = 0
     last_seq: int = 0
@@ -295,6 +297,7 @@ class LiveEvents:
         record: dict[str, Any] = json.loads(data)
         subject = str(record.get("subject", ""))
         self.count += 1
+        self.times.append(at)
         if subject not in self.arrived:
             self.arrived[subject] = at
             self.seqs[subject] = int(record.get("seq", 0))
@@ -428,6 +431,8 @@ def latency_report(
 ) -> dict:
     acked = [m for m in mails if m.acked is not None]
     deltas = []
+    series = []  # (s after the first 250, SSE event - 250 ms): latency over time
+    first_ack = min((m.acked for m in acked if m.acked is not None), default=0.0)
     missing = []
     to_store, store_to_event = [], []  # the same split at the store poll's resolution
     for mail in acked:
@@ -437,6 +442,7 @@ def latency_report(
             missing.append(mail.subject)
             continue
         deltas.append((at - mail.acked) * 1000)
+        series.append([round(mail.acked - first_ack, 4), round((at - mail.acked) * 1000, 3)])
         stored_at = poller.stored_at(events.seqs[mail.subject])
         if stored_at is not None:
             to_store.append((stored_at - mail.acked) * 1000)
@@ -464,6 +470,7 @@ def latency_report(
         "send_lateness_ms": _summary(late),
         "targets_ms": {"p50": TARGET_P50_MS, "p99": TARGET_P99_MS},
         "latencies_ms": [round(d, 3) for d in deltas],
+        "series": series,
     }
 
 
@@ -583,22 +590,30 @@ async def tick(line: Callable[[], str], every_s: float) -> None:
 # --- the run ---------------------------------------------------------------------------------
 
 
+async def listen(
+    client: httpx.AsyncClient, mailbox: Mailbox, timeout_s: float = 30.0
+) -> tuple[LiveEvents, asyncio.Task[None]]:
+    """The mailbox's live events, connected, and the task that reads them (cancel it)."""
+    events = LiveEvents(client, mailbox)
+    listener = asyncio.create_task(events.run())
+    connected = asyncio.create_task(events.connected.wait())
+    await asyncio.wait({listener, connected}, timeout=timeout_s, return_when=FIRST_COMPLETED)
+    if listener.done():
+        connected.cancel()
+        listener.result()  # raises what ended it
+    if not connected.done():
+        connected.cancel()
+        listener.cancel()
+        raise BenchError(f"GET /api/events did not answer within {timeout_s:g} s")
+    return events, listener
+
+
 async def bench(args: argparse.Namespace, stack: BenchStack) -> dict:
     run = secrets.token_hex(3)
     async with stack.client() as client:
         mailbox = await create_mailbox(client)
         progress(f"mailbox {mailbox.address}")
-        events = LiveEvents(client, mailbox)
-        listener = asyncio.create_task(events.run())
-        connected = asyncio.create_task(events.connected.wait())
-        await asyncio.wait({listener, connected}, timeout=30, return_when=FIRST_COMPLETED)
-        if listener.done():
-            connected.cancel()
-            listener.result()  # raises what ended it
-        if not connected.done():
-            connected.cancel()
-            listener.cancel()
-            raise BenchError("GET /api/events did not answer within 30 s")
+        events, listener = await listen(client, mailbox)
         progress("live events: connected")
         try:
             if args.warm_up > 0:

@@ -18,7 +18,8 @@ The references do comparable work: ``policy.default`` parses and reads subject, 
 to, date, the text and HTML bodies (``get_body``) and the attachments' bytes;
 compat32 (``message_from_bytes``) reads the same with ``email.header`` decoding and
 ``get_payload(decode=True)``. Each figure is the best of ``--rounds`` rounds of about
-``--seconds`` seconds.
+``--seconds`` seconds. ``make bench`` (:mod:`bench.run`) calls :func:`measure`, which
+returns the figures too.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from collections.abc import Callable, Sequence
 from email.message import Message
 from email.parser import BytesParser
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -217,6 +219,86 @@ def pin_to_one_cpu() -> str:
     return f"pinned to CPU {cpu}"
 
 
+PARSERS: dict[str, Callable[[bytes], object]] = {
+    "mail.parse": parse,
+    "policy.default": with_policy_default,
+    "compat32": with_compat32,
+}
+
+
+def measure(
+    seconds: float = 2.0,
+    rounds: int = 3,
+    mails: int = 2000,
+    corpus_dir: Path = DEFAULT_CORPUS,
+    parsers: Sequence[str] = tuple(PARSERS),
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Each parser's mails/s on the typical mails and over the corpus, on one CPU.
+
+    This thread is pinned to one CPU for the measurement and given its CPUs back after,
+    so that a caller (``bench.run``) keeps its own. ``say`` gets each line as it comes.
+    """
+    before = _affinity()
+    pinned = pin_to_one_cpu()
+    try:
+        say(f"Python {sys.version.split()[0]}, {pinned}")
+        typical = typical_mails(mails)
+        size = sum(map(len, typical)) / len(typical)
+        say(
+            f"typical: {len(typical)} multipart/alternative mails, {size / 1024:.1f} KiB on average"
+        )
+        files = corpus_files(corpus_dir) if corpus_dir.is_dir() else []
+        corpus = [p.read_bytes() for p in files]
+        if corpus:
+            mean = sum(map(len, corpus)) / len(corpus)
+            say(f"corpus: {len(corpus)} files of {corpus_dir}, {mean / 1024:.1f} KiB on average")
+        else:
+            say(f"corpus: none at {corpus_dir}")
+        result: dict[str, Any] = {
+            "pinned": pinned,
+            "typical_mails": len(typical),
+            "typical_kib": round(size / 1024, 2),
+            "corpus": str(corpus_dir),
+            "corpus_files": len(corpus),
+            "seconds": seconds,
+            "rounds": rounds,
+            "parsers": {},
+        }
+        say(f"{'parser':<16} {'typical mails/s':>16} {'corpus mails/s':>16}")
+        for name in parsers:
+            fn = PARSERS[name]
+            typical_rate = rate(fn, typical, seconds, rounds)
+            corpus_rate = rate(fn, corpus, seconds, rounds) if corpus else None
+            result["parsers"][name] = {
+                "typical_per_s": round(typical_rate, 1),
+                "corpus_per_s": None if corpus_rate is None else round(corpus_rate, 1),
+            }
+            say(f"{name:<16} {typical_rate:>16,.0f} {corpus_rate or 0:>16,.0f}")
+        if files:
+            path, took = slowest(files)
+            result["slowest"] = {
+                "file": str(path.relative_to(corpus_dir)),
+                "kib": round(path.stat().st_size / 1024, 1),
+                "ms": round(took * 1000, 3),
+            }
+            say(
+                f"slowest corpus file for mail.parse: {path.relative_to(corpus_dir)} "
+                f"({path.stat().st_size / 1024:.0f} KiB) in {took * 1000:.2f} ms"
+            )
+        return result
+    finally:
+        if before is not None:
+            os.sched_setaffinity(0, before)
+
+
+def _affinity() -> set[int] | None:
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="length of one round")
@@ -224,37 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mails", type=int, default=2000, help="distinct typical mails")
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     args = parser.parse_args(argv)
-
-    print(f"Python {sys.version.split()[0]}, {pin_to_one_cpu()}")
-    typical = typical_mails(args.mails)
-    size = sum(map(len, typical)) / len(typical)
-    print(f"typical: {len(typical)} multipart/alternative mails, {size / 1024:.1f} KiB on average")
-    files = corpus_files(args.corpus) if args.corpus.is_dir() else []
-    corpus = [p.read_bytes() for p in files]
-    if corpus:
-        mean = sum(map(len, corpus)) / len(corpus)
-        print(f"corpus: {len(corpus)} files of {args.corpus}, {mean / 1024:.1f} KiB on average")
-    else:
-        print(f"corpus: none at {args.corpus}")
-
-    parsers: list[tuple[str, Callable[[bytes], object]]] = [
-        ("mail.parse", parse),
-        ("policy.default", with_policy_default),
-        ("compat32", with_compat32),
-    ]
-    print()
-    print(f"{'parser':<16} {'typical mails/s':>16} {'corpus mails/s':>16}")
-    for name, fn in parsers:
-        typical_rate = rate(fn, typical, args.seconds, args.rounds)
-        corpus_rate = rate(fn, corpus, args.seconds, args.rounds) if corpus else 0.0
-        print(f"{name:<16} {typical_rate:>16,.0f} {corpus_rate:>16,.0f}", flush=True)
-    if files:
-        path, seconds = slowest(files)
-        print()
-        print(
-            f"slowest corpus file for mail.parse: {path.relative_to(args.corpus)} "
-            f"({path.stat().st_size / 1024:.0f} KiB) in {seconds * 1000:.2f} ms"
-        )
+    measure(args.seconds, args.rounds, args.mails, args.corpus)
     return 0
 
 

@@ -32,7 +32,8 @@ For each replay it reports records/s over the process's wall time and over the r
 own reading (from its first line, ``N records in P partition(s)``, to its last progress
 line: without the interpreter's start and Kafka's metadata), and its summary. Target:
 >= 2,000 mails/s. It prints progress, a table, and writes JSON to
-``.tmpmail-bench/results/replay-<timestamp>.json``.
+``.tmpmail-bench/results/replay-<timestamp>.json``. ``make bench`` (:mod:`bench.run`)
+runs steps 1 to 5 with :func:`measure` on a stack of its own.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
@@ -57,6 +59,7 @@ if __package__ in (None, ""):  # run as bench/replay.py: make `bench` importable
 
 import httpx
 
+from bench.cpu import CpuMeter
 from bench.stack import (
     BENCH_DIR,
     REPO,
@@ -424,6 +427,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def measure(
+    args: argparse.Namespace,
+    stack: BenchStack,
+    snapshot: Path | None,
+    meter: CpuMeter | None = None,
+) -> dict:
+    """Steps 1 to 5 on ``stack``, which is up and whose raw-mail topic holds no mail yet;
+    ``snapshot`` is where the empty store's copy goes (None: no replay into it). With a
+    ``meter``, each replay's record has the CPU of every process over it (``cpu``)."""
+    if snapshot is not None:
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        prepared = runner.run(prepare(args, stack, snapshot))
+
+    def replay(label: str, env: dict[str, str], expect: str) -> dict[str, Any]:
+        with meter.window() if meter is not None else nullcontext() as window:
+            run = run_replay(label, env)
+        cpu = {} if window is None else window.as_dict()
+        return {**run.as_dict(), "check": check(run, expect, args.mails), "cpu": cpu}
+
+    replays = [
+        replay(f"full store, run {n}", stack.env, "unchanged") for n in range(1, args.runs + 1)
+    ]
+    if snapshot is not None:
+        env = {**stack.env, "TMPMAIL_SQLITE_PATH": str(snapshot)}
+        replays.append(replay("into an empty store", env, "new"))
+    failed = [r for r in replays if r["exit_code"] != 0]
+    if failed:
+        progress(f"{len(failed)} replay(s) failed; their output's tail:")
+        for r in failed:
+            print(f"--- {r['label']}", *r["tail"], sep="\n", file=sys.stderr)
+    return {
+        "prepared": prepared,
+        "replays": replays,
+        "empty_store_skipped": "--no-empty-store" if snapshot is None else "",
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started_at = stamp()
@@ -432,27 +473,11 @@ def main(argv: list[str] | None = None) -> int:
     snapshot = None if args.no_empty_store else args.state_dir / "empty" / "mailboxes.sqlite3"
     info = machine()
     progress(f"{info['cpus']} CPUs, load average {info['load_before'][0]:.2f} before the run")
-    replays: list[dict[str, Any]] = []
     with sigterm_as_interrupt():
         try:
             stack.wipe_data()
-            if snapshot is not None:
-                snapshot.parent.mkdir(parents=True, exist_ok=True)
             stack.up()
-            with asyncio.Runner(loop_factory=loop_factory()) as runner:
-                prepared = runner.run(prepare(args, stack, snapshot))
-            for n in range(1, args.runs + 1):
-                run = run_replay(f"full store, run {n}", stack.env)
-                replays.append({**run.as_dict(), "check": check(run, "unchanged", args.mails)})
-            if snapshot is not None:
-                env = {**stack.env, "TMPMAIL_SQLITE_PATH": str(snapshot)}
-                run = run_replay("into an empty store", env)
-                replays.append({**run.as_dict(), "check": check(run, "new", args.mails)})
-            failed = [r for r in replays if r["exit_code"] != 0]
-            if failed:
-                progress(f"{len(failed)} replay(s) failed; their output's tail:")
-                for r in failed:
-                    print(f"--- {r['label']}", *r["tail"], sep="\n", file=sys.stderr)
+            report = measure(args, stack, snapshot)
         except BenchError as exc:
             print(f"bench.replay: {exc}", file=sys.stderr)
             if stack.started:
@@ -463,11 +488,7 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         finally:
             stack.down()
-    report = {
-        "prepared": prepared,
-        "replays": replays,
-        "empty_store_skipped": "--no-empty-store" if snapshot is None else "",
-    }
+    replays = report["replays"]
     record = {
         "bench": "replay",
         "started_at": started_at,

@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from store import Mailbox, NewMessage
 from store.sqlite import SQLiteStore
@@ -67,17 +68,21 @@ def _message(n: int) -> NewMessage:
     )
 
 
-async def _fill(store: SQLiteStore, start: int, stop: int) -> float:
-    """Store messages ``start..stop``; return messages per second."""
+async def fill(
+    store: SQLiteStore, start: int, stop: int, make: Callable[[int], NewMessage] | None = None
+) -> float:
+    """Store messages ``start..stop`` (``make(n)``, by default this bench's); return
+    messages per second."""
+    make = make or _message
     began = time.perf_counter()
     for first in range(start, stop, BATCH):
-        batch = [_message(n) for n in range(first, min(first + BATCH, stop))]
+        batch = [make(n) for n in range(first, min(first + BATCH, stop))]
         results = await store.store_messages(batch, NOW)
         assert all(r.status == "inserted" for r in results), "fill: a message was not inserted"
     return (stop - start) / (time.perf_counter() - began)
 
 
-async def _latencies(query: Query, count: int) -> list[float]:
+async def latencies(query: Query, count: int) -> list[float]:
     """Milliseconds of ``count`` sequential awaits of ``query()``."""
     warm_until = time.perf_counter() + WARM_UP_S  # threads, connections, caches, CPU clocks
     while time.perf_counter() < warm_until:
@@ -90,7 +95,8 @@ async def _latencies(query: Query, count: int) -> list[float]:
     return timings
 
 
-def _percentiles(timings: list[float]) -> tuple[float, float]:
+def percentiles(timings: list[float]) -> tuple[float, float]:
+    """p50 and p95 of ``timings``."""
     cuts = statistics.quantiles(timings, n=100, method="inclusive")
     return cuts[49], cuts[94]
 
@@ -122,7 +128,8 @@ async def _keep_writing(store: SQLiteStore, start: int, stop: asyncio.Event) -> 
     return n - start
 
 
-async def run(read_threads: int, queries: int) -> None:
+async def run(read_threads: int, queries: int) -> dict[str, Any]:
+    """The whole bench; it prints as it goes and returns the figures (ms)."""
     labels = {
         "newest_20": "newest 20 of one mailbox",
         "get_by_id": "get by id",
@@ -152,7 +159,7 @@ async def run(read_threads: int, queries: int) -> None:
         results: dict[int, dict[str, tuple[float, float]]] = {}
         filled = 0
         for size in SIZES:
-            rate = await _fill(store, filled, size)
+            rate = await fill(store, filled, size)
             filled = size
             # The fill leaves up to hundreds of MB of dirty pages (synchronous=NORMAL does
             # not fsync): flush them now rather than time reads against kernel writeback.
@@ -162,7 +169,7 @@ async def run(read_threads: int, queries: int) -> None:
             plans = {p.name: p.plan for p in await store.query_plans(HOT)}
             results[size] = {}
             for name, query in _queries(store, size, rng).items():
-                p50, p95 = _percentiles(await _latencies(query, queries))
+                p50, p95 = percentiles(await latencies(query, queries))
                 results[size][name] = (p50, p95)
                 print(f"  {labels[name]:<26} p50 {p50:6.3f} ms   p95 {p95:6.3f} ms")
                 for line in plans.get(name, []):
@@ -170,8 +177,10 @@ async def run(read_threads: int, queries: int) -> None:
 
         small, large = SIZES[0], SIZES[-1]
         print(f"\n== ratio {large // 1000}k / {small // 1000}k (within {WITHIN}x?)")
+        ratios_by_name = {}
         for name, label in labels.items():
             ratios = [results[large][name][i] / results[small][name][i] for i in (0, 1)]
+            ratios_by_name[name] = {"p50": round(ratios[0], 3), "p95": round(ratios[1], 3)}
             verdicts = ["yes" if r <= WITHIN else "NO" for r in ratios]
             print(
                 f"  {label:<26} p50 {ratios[0]:.2f}x ({verdicts[0]})   "
@@ -181,13 +190,28 @@ async def run(read_threads: int, queries: int) -> None:
         stop = asyncio.Event()
         writer = asyncio.create_task(_keep_writing(store, filled, stop))
         print(f"\n== {large:,}+ messages, while a writer stores batches of {BATCH}")
+        busy = {}
         for name, query in _queries(store, large, rng).items():
-            p50, p95 = _percentiles(await _latencies(query, queries))
+            p50, p95 = percentiles(await latencies(query, queries))
+            busy[name] = {"p50_ms": round(p50, 4), "p95_ms": round(p95, 4)}
             print(f"  {labels[name]:<26} p50 {p50:6.3f} ms   p95 {p95:6.3f} ms")
         stop.set()
         written = await writer
         print(f"  (the writer stored {written:,} messages meanwhile)")
         await store.close()
+    return {
+        "sizes": {
+            str(size): {
+                name: {"p50_ms": round(p50, 4), "p95_ms": round(p95, 4)}
+                for name, (p50, p95) in by_name.items()
+            }
+            for size, by_name in results.items()
+        },
+        "ratios": ratios_by_name,
+        "within": WITHIN,
+        "while_writing": busy,
+        "written_meanwhile": written,
+    }
 
 
 def main() -> None:
