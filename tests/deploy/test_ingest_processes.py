@@ -27,7 +27,9 @@ from tests.conftest import REPO, log_tails, run_tmpmail, stack_environ, stack_se
 pytestmark = pytest.mark.e2e
 
 STATE_DIR = REPO / ".tmpmail-test" / "ingest-processes"
-SMTP_PORT = 32525
+#: Below the kernel's ephemeral range (32768-60999): a port in it can be taken at any
+#: moment by the local end of some outgoing connection, and binding then fails.
+SMTP_PORT = 13525
 PROCESSES = 2
 CONNECTIONS = 40
 UP_TIMEOUT_S = 900.0
@@ -39,10 +41,10 @@ def environ() -> dict[str, str]:
     env = stack_environ(
         TMPMAIL_STATE_DIR=str(STATE_DIR),
         TMPMAIL_SMTP_PORT=str(SMTP_PORT),
-        TMPMAIL_HTTP_PORT="38000",
-        TMPMAIL_KAFKA_BOOTSTRAP="127.0.0.1:39092",
-        TMPMAIL_KAFKA_CONTROLLER_PORT="39093",
-        TMPMAIL_MONGO_URL="mongodb://127.0.0.1:37018/",
+        TMPMAIL_HTTP_PORT="18500",
+        TMPMAIL_KAFKA_BOOTSTRAP="127.0.0.1:19592",
+        TMPMAIL_KAFKA_CONTROLLER_PORT="19593",
+        TMPMAIL_MONGO_URL="mongodb://127.0.0.1:27518/",
         # Every connection below comes from 127.0.0.1.
         TMPMAIL_SMTP_MAX_CONNECTIONS_PER_CLIENT="1000",
     )
