@@ -329,7 +329,7 @@ async def html_reader(
                 },
                 IMAGES_LEFT_OUT_HEADER: {
                     **_INTEGER_HEADER,
-                    "description": "`cid:` images not inlined (too large, or not an image).",
+                    "description": "`cid:` parts not shown: a type never inlined, or missing.",
                 },
             },
         },

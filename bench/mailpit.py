@@ -18,7 +18,6 @@ messages Mailpit stores from ``GET /api/v1/messages`` (pure, tested).
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import shutil
@@ -27,15 +26,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-TOOLS_DIR = REPO / ".tmpmail-tools"
+from bench.refs import REPO, TOOLS_DIR, file_lock
+
 MAILPIT_DIR = TOOLS_DIR / "mailpit"
 MODULE = "github.com/axllent/mailpit"
 VERSION = "v1.27.11"
@@ -70,7 +68,7 @@ def mailpit_binary(progress: Progress = _say) -> Path:
     stamp = MAILPIT_DIR / "built.json"
     if _built(stamp, binary):
         return binary
-    with _locked(MAILPIT_DIR / ".lock"):
+    with file_lock(MAILPIT_DIR / ".lock"):
         if _built(stamp, binary):
             return binary  # another process built it while we waited
         go = shutil.which("go")
@@ -150,17 +148,6 @@ def _go_install(go: str, gobin: Path, progress: Progress) -> None:
 def _go_env(go: str, name: str) -> str:
     proc = subprocess.run([go, "env", name], capture_output=True, text=True, check=False)
     return proc.stdout.strip() or "?"
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # --- reading it -----------------------------------------------------------------------------

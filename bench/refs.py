@@ -88,7 +88,7 @@ def _ensure_postfix_tree() -> Path | None:
         return root
     if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
         return None  # not Debian: _installed_smtp_source says what to do
-    with _locked(POSTFIX_DIR / ".lock"):
+    with file_lock(POSTFIX_DIR / ".lock"):
         if stamp.exists() and (root / _BINARY).exists():
             return root  # another process unpacked it while we waited
         _say(f"fetching smtp-source: apt-get download postfix into {POSTFIX_DIR}")
@@ -171,7 +171,7 @@ def _tail(proc: subprocess.CompletedProcess[str], lines: int = 15) -> str:
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if needed) for the block."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
