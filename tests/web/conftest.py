@@ -15,6 +15,7 @@ request the page (or a frame in it) made, so that a test can assert that nothing
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -191,3 +192,16 @@ def mail_frame(page: Any) -> Any:
 def token_cookie(page: Any) -> str:
     cookies = {c["name"]: c["value"] for c in page.context.cookies()}
     return cookies["tmpmail_token"]
+
+
+def answer_mailbox_ended(page: Any, code: str, message: str) -> None:
+    """Make ``GET /api/mailbox`` answer the API's 401 for a mailbox that has ended (its
+    ``code``: ``mailbox_expired`` or ``mailbox_deleted``), for states a test cannot wait
+    days for."""
+    body = json.dumps({"error": {"code": code, "message": message}})
+    page.route(
+        "**/api/mailbox",
+        lambda route: route.fulfill(
+            status=401, headers={"Content-Type": "application/json"}, body=body
+        ),
+    )

@@ -18,6 +18,7 @@ from tests.web import mails
 from tests.web.conftest import (
     PHONE_WIDTH,
     WAIT_MS,
+    answer_mailbox_ended,
     item_with_subject,
     items,
     mail_frame,
@@ -100,14 +101,7 @@ def test_no_serious_axe_violation(open_page: Any, web_stack: Settings, axe_sourc
 def test_the_ended_state_too(open_page: Any, axe_source: str) -> None:
     page, _log = open_page()
     open_inbox(page, live=False)
-    page.route(
-        "**/api/mailbox",
-        lambda route: route.fulfill(
-            status=401,
-            headers={"Content-Type": "application/json"},
-            body='{"error": {"code": "mailbox_deleted", "message": "this mailbox was deleted"}}',
-        ),
-    )
+    answer_mailbox_ended(page, "mailbox_deleted", "this mailbox was deleted")
     page.reload()
     expect(page.get_by_test_id("mailbox-state")).to_be_visible()
     for theme in ("light", "dark"):

@@ -20,6 +20,7 @@ from tests.web import mails
 from tests.web.conftest import (
     PHONE_WIDTH,
     WAIT_MS,
+    answer_mailbox_ended,
     item_with_subject,
     items,
     mail_frame,
@@ -441,14 +442,7 @@ def test_an_expired_mailbox_shows_its_state(open_page: Any) -> None:
     page, _log = open_page()
     open_inbox(page, live=False)
     # The API's answer for a token whose mailbox has expired (the lifetime is days).
-    page.route(
-        "**/api/mailbox",
-        lambda route: route.fulfill(
-            status=401,
-            headers={"Content-Type": "application/json"},
-            body='{"error": {"code": "mailbox_expired", "message": "this mailbox has expired"}}',
-        ),
-    )
+    answer_mailbox_ended(page, "mailbox_expired", "this mailbox has expired")
     page.reload()
     state = page.get_by_test_id("mailbox-state")
     expect(state).to_have_attribute("data-state", "expired")
