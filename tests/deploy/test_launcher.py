@@ -436,3 +436,13 @@ def test_kafka_starts_takes_topics_and_stops_clean(make_settings: MakeSettings) 
     for port in plan.ports:
         assert can_bind(port.host, port.port), f"port {port.port} still taken"
         assert not is_listening(port.port)
+
+
+def test_up_prints_the_inbox_page_beside_smtp_and_the_api(make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    lines: list[str] = []
+    Launcher(settings, out=lines.append)._print_addresses(make_plan(settings, "sqlite"))
+    printed = "\n".join(lines)
+    assert f"Web:  {settings.http_url}/ (the inbox)" in printed
+    assert f"API:  {settings.http_url}/api" in printed
+    assert f"SMTP: {settings.smtp_host}:{settings.smtp_port}" in printed
