@@ -25,7 +25,10 @@ inherits it; each client process raises its own. Then, for each ``--clients`` co
    ``--settle`` s pass, and it is read again: memory per connection is the difference
    over the clients connected.
 4. For each of ``--rates`` (events/s; 0 is a burst, as fast as the producer takes them;
-   default 2,000/s, above what one streams worker delivers, then a burst), ``--rounds``
+   default 2,000/s, above what one streams worker delivers, 5,000/s, above a replay's
+   rate, then a burst: the target is judged at the sustained rates, since nothing in the
+   pipeline publishes 10,000 events in a fraction of a second; the burst is a stress
+   figure that shows the CPU per event), ``--rounds``
    times: one ``DeliveryEvent`` (``seq`` = the round) for every connected mailbox is
    published to ``tmpmail.delivery.v1`` with the project's producer
    (``bus.AsyncProducer``: acks=all, linger 0). Each publication time is taken right
@@ -107,6 +110,7 @@ from schemas.records import DeliveryEvent, utcnow
 from schemas.runtime import loop_factory
 from schemas.settings import Settings
 from schemas.topics import DELIVERY_TOPIC, delivery_topic
+from store import create_store
 
 clock = time.monotonic
 
@@ -559,9 +563,14 @@ class Session:
 
 
 def delivery_events(
-    mailboxes: Sequence[Mailbox], indices: Iterable[int], seq: int, run: str
+    mailboxes: Sequence[Mailbox],
+    indices: Iterable[int],
+    seq: int,
+    run: str,
+    mailbox_ids: dict[str, str],
 ) -> dict[int, DeliveryEvent]:
-    """One event like streams' (a 200-character preview) for each client in ``indices``."""
+    """One event like streams' (a 200-character preview, the mailbox record's id) for
+    each client in ``indices``."""
     received_at = utcnow()
     return {
         i: DeliveryEvent(
@@ -576,6 +585,7 @@ def delivery_events(
             subject=f"fan-out bench {run} round {seq} client {i}",
             preview=PREVIEW,
             message_id_header=f"<fanout.{run}.{seq}.{i}@bench.test>",
+            mailbox_id=mailbox_ids.get(mailboxes[i].address, ""),
         )
         for i in indices
     }
@@ -690,6 +700,8 @@ class Rig:
     probe: KafkaProbe | None
     run: str
     args: argparse.Namespace
+    #: By address: the mailbox record's id, which streams puts on each delivery.
+    mailbox_ids: dict[str, str] = field(default_factory=dict)
 
 
 def api_parts_ms(clients: RoundLatency, probe: RoundLatency) -> list[float]:
@@ -714,7 +726,7 @@ async def run_round(
     args = rig.args
     failed = session.failed_indices
     indices = [i for i in range(len(mailboxes)) if i not in failed]
-    events = delivery_events(mailboxes, indices, seq, rig.run)
+    events = delivery_events(mailboxes, indices, seq, rig.run, rig.mailbox_ids)
     expected = session.received + len(events)
     if rig.probe is not None:
         rig.probe.take({})  # forget what came before
@@ -811,6 +823,8 @@ def mode_summary(rate: float, outcomes: list[RoundOutcome]) -> dict[str, Any]:
     return {
         "rate": rate,
         "mode": mode_name(rate),
+        # The target is judged at sustained rates; a burst is a stress figure (below).
+        "judged": rate > 0,
         "latency_ms": _summary(pooled),
         "kafka_ms": _summary([v for o in outcomes for v in o.kafka_ms]),
         "api_part_ms": _summary([v for o in outcomes for v in o.api_part_ms]),
@@ -914,6 +928,18 @@ def save_mailboxes(path: Path, mailboxes: Sequence[Mailbox]) -> None:
     path.write_text(json.dumps([{"address": m.address, "token": m.token} for m in mailboxes]))
 
 
+async def mailbox_ids(stack: BenchStack, mailboxes: Sequence[Mailbox]) -> dict[str, str]:
+    """By address, the id of each mailbox's record, read from the stack's SQLite store
+    (streams puts it on each delivery; a stream checks it instead of reading the store)."""
+    store = create_store(Settings(store="sqlite", sqlite_path=stack.sqlite_path))
+    await store.open()
+    try:
+        records = [await store.get_mailbox(m.address) for m in mailboxes]
+    finally:
+        await store.close()
+    return {r.address: r.id for r in records if r is not None}
+
+
 async def mailbox_works(stack: BenchStack, mailbox: Mailbox) -> bool:
     async with stack.client() as client:
         response = await client.get("/api/messages", params={"limit": 1}, headers=mailbox.auth)
@@ -978,6 +1004,7 @@ async def bench(
     run = secrets.token_hex(3)
     total = max(args.clients) + args.warm_up_clients
     mailboxes = await ensure_mailboxes(stack, total, stack.state_dir / "mailboxes.json", args)
+    ids = await mailbox_ids(stack, mailboxes)
     settings = Settings(kafka_bootstrap=f"{HOST}:{stack.ports.kafka}")
     results = []
     for n, count in enumerate(args.clients):
@@ -996,7 +1023,7 @@ async def bench(
             profile_out = (
                 RESULTS_DIR / f"fanout-{started_at}-{count}.pyspy.txt" if args.profile else None
             )
-            rig = Rig(stack, producer, probe, run, args)
+            rig = Rig(stack, producer, probe, run, args, ids)
             results.append(await run_count(rig, count, mailboxes, profile_out))
         finally:
             if probe is not None:
@@ -1081,9 +1108,10 @@ def table(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             if p99 is None:
                 continue
             met = p99 <= TARGET_P99_MS and not m["missing"]
+            verdict = ("met" if met else "MISSED") if m["judged"] else "not judged (stress)"
             lines.append(
                 f"target: {TARGET_CLIENTS:,} clients, p99 <= {TARGET_P99_MS:g} ms, "
-                f"{m['mode']}: {'met' if met else 'MISSED'} ({ms(p99)} ms)"
+                f"{m['mode']}: {verdict} ({ms(p99)} ms)"
             )
     return "\n".join(lines)
 
@@ -1111,9 +1139,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--rates",
         type=lambda text: [float(n) for n in text.split(",")],
-        default=[2000.0, 0.0],
-        help="publication modes, comma-separated events/s, 0 for a burst (default: 2000,0; "
-        "2,000/s is above what one streams worker delivers)",
+        default=[2000.0, 5000.0, 0.0],
+        help="publication modes, comma-separated events/s, 0 for a burst (default: "
+        "2000,5000,0; one streams worker delivers under 2,000/s, a replay about 4,000/s; "
+        "the target is judged at the sustained rates, the burst is a stress figure)",
     )
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument(

@@ -165,6 +165,10 @@ class DeliveryEvent(Record, MailSummary):
     seq: int = Field(ge=1)
     size: int = 0
     received_at: datetime
+    #: The id of the mailbox record the message was stored under (the store's answer):
+    #: a live stream of another mailbox of this address (a previous owner's) ends instead
+    #: of passing it on. Empty in records written before it existed.
+    mailbox_id: str = ""
 
 
 DropReason = Literal[

@@ -90,6 +90,7 @@ from store.rules import (
     decide_write,
     dedupe_key_expires_at,
     dedupe_key_moves,
+    owner_of,
     reparsed,
     take_over_seq,
 )
@@ -356,9 +357,13 @@ class MongoStore:
                 ],
                 facts.holders,
             )
-        return [
+        results = [
             _result(message, decision, plan, stored, raced, not_updated)
             for message, decision in zip(batch, plan.decisions, strict=True)
+        ]
+        return [  # a mailbox that vanished before its seq was allocated owns nothing
+            replace(result, mailbox_id=owner) if result.status != "no_mailbox" else result
+            for result, owner in zip(results, plan.owners, strict=True)
         ]
 
     async def list_messages(
@@ -666,7 +671,7 @@ class MongoStore:
         ids = list(dict.fromkeys(message.id for message in batch))
         existing = await self._stored_copies(ids)
         tombstoned = await self._tombstoned([i for i in ids if i not in existing])
-        created = await self._created_at({message.address for message in batch})
+        mailboxes = await self._mailboxes_of({message.address for message in batch})
         key_ids = sorted({_key_id(m) for m in batch if m.dedupe_key})
         key_docs = []
         if key_ids:
@@ -682,7 +687,7 @@ class MongoStore:
             )
             for doc in key_docs
         }
-        return _BatchFacts(existing, tombstoned, created, holders)
+        return _BatchFacts(existing, tombstoned, mailboxes, holders)
 
     async def _stored_copies(self, ids: list[str]) -> dict[str, StoredCopy]:
         if not ids:
@@ -707,11 +712,12 @@ class MongoStore:
         )
         return None if doc is None else int(doc.get("parser_version", 0))
 
-    async def _created_at(self, addresses: set[str]) -> dict[str, datetime]:
+    async def _mailboxes_of(self, addresses: set[str]) -> dict[str, tuple[datetime, str]]:
+        """By address: the mailbox record's creation and id."""
         cursor = self._mailboxes.find(
-            {"_id": {"$in": sorted(addresses)}}, projection={"created_at": 1}
+            {"_id": {"$in": sorted(addresses)}}, projection={"created_at": 1, "id": 1}
         )
-        return {doc["_id"]: doc["created_at"] async for doc in cursor}
+        return {doc["_id"]: (doc["created_at"], doc["id"]) async for doc in cursor}
 
     async def _highest_seq(self, address: str) -> int | None:
         doc = await self._messages.find_one(
@@ -932,7 +938,8 @@ class _BatchFacts:
 
     existing: dict[str, StoredCopy]
     tombstoned: set[str]
-    created: dict[str, datetime]
+    #: By address: the mailbox record's creation and id.
+    mailboxes: dict[str, tuple[datetime, str]]
     #: By key id (:func:`_key_id`).
     holders: dict[str, KeyHolder]
 
@@ -942,6 +949,8 @@ class _Plan:
     """The batch's decisions, and what to write for them."""
 
     decisions: list[WriteDecision] = field(default_factory=list)
+    #: Each message's owner (:func:`~store.rules.owner_of`), beside its decision.
+    owners: list[str | None] = field(default_factory=list)
     #: New messages by id, with the parse of any later re-parse in the batch.
     inserts: dict[str, NewMessage] = field(default_factory=dict)
     #: Messages stored before the batch, with their new parse.
@@ -957,17 +966,17 @@ def _plan_batch(batch: Sequence[NewMessage], facts: _BatchFacts, now: datetime) 
     holders = dict(facts.holders)
     for message in batch:
         key_id = _key_id(message) if message.dedupe_key else ""
-        decision = decide_write(
-            message,
-            MessageFacts(
-                existing=existing.get(message.id),
-                tombstoned=message.id in facts.tombstoned,
-                mailbox_created_at=facts.created.get(message.address),
-                key_holder=holders.get(key_id),
-            ),
-            now,
+        created, mailbox_id = facts.mailboxes.get(message.address, (None, None))
+        message_facts = MessageFacts(
+            existing=existing.get(message.id),
+            tombstoned=message.id in facts.tombstoned,
+            mailbox_created_at=created,
+            key_holder=holders.get(key_id),
+            mailbox_id=mailbox_id,
         )
+        decision = decide_write(message, message_facts, now)
         plan.decisions.append(decision)
+        plan.owners.append(owner_of(message, message_facts))
         if decision.status == "inserted":
             plan.inserts[message.id] = message
             # seq 0 until allocated; results that need it take the allocated one

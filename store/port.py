@@ -209,6 +209,9 @@ class WriteResult:
     seq: int | None = None
     #: For a ``duplicate``: the id of the copy that was stored.
     duplicate_of: str | None = None
+    #: The id of the mailbox record the message belongs to (:func:`store.rules.owner_of`),
+    #: whatever the status; ``None`` when the address has no record that owns it.
+    mailbox_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

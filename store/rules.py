@@ -47,6 +47,8 @@ class MessageFacts:
     mailbox_created_at: datetime | None
     #: Who holds the message's dedupe key in its mailbox (``None``: no key, or nobody).
     key_holder: KeyHolder | None = None
+    #: The id of the recipient's mailbox record (``None`` when there is none).
+    mailbox_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,17 @@ def decide_write(message: NewMessage, facts: MessageFacts, now: datetime) -> Wri
             seq = stored.seq if stored is not None and _alive(stored, now) else None
             return WriteDecision("duplicate", seq, holder.message_id)
     return WriteDecision("inserted")
+
+
+def owner_of(message: NewMessage, facts: MessageFacts) -> str | None:
+    """The id of the mailbox ``message`` belongs to: the address's record, when that was
+    created before the message was received (else the message was a previous owner's,
+    or nobody's). A live stream compares it with its own mailbox's, so that it never
+    passes on mail of the address's next owner."""
+    created = facts.mailbox_created_at
+    if created is None or to_ms(message.received_at) < to_ms(created):
+        return None
+    return facts.mailbox_id
 
 
 def dedupe_key_moves(message: NewMessage, holder: KeyHolder | None) -> bool:

@@ -68,6 +68,7 @@ from store.rules import (
     decide_write,
     dedupe_key_expires_at,
     dedupe_key_moves,
+    owner_of,
     take_over_seq,
 )
 
@@ -239,7 +240,7 @@ QUERIES: dict[str, str] = {
     # --- message writes ----------------------------------------------------------------
     "stored_by_id": "SELECT seq, expires_at, parser_version FROM messages WHERE id = ?",
     "tombstone_by_id": "SELECT 1 FROM tombstones WHERE id = ?",
-    "mailbox_created_at": "SELECT created_at FROM mailboxes WHERE address = ?",
+    "mailbox_of": "SELECT created_at, id FROM mailboxes WHERE address = ?",
     "key_holder": "SELECT k.message_id, k.received_at, m.seq, m.expires_at, m.parser_version"
     " FROM dedupe_keys AS k LEFT JOIN messages AS m ON m.id = k.message_id"
     " WHERE k.address = ? AND k.dedupe_key = ?",
@@ -749,6 +750,7 @@ def _store_one(conn: sqlite3.Connection, message: NewMessage, now: datetime) -> 
     mid, address = message.id, message.address
     facts = _facts(conn, message)
     decision = decide_write(message, facts, now)
+    owner = owner_of(message, facts)
     if decision.status == "inserted":
         seq: int = conn.execute(QUERIES["next_seq"], (address,)).fetchone()[0]
         stored = StoredCopy(seq, message.expires_at, message.parser_version)
@@ -786,7 +788,9 @@ def _store_one(conn: sqlite3.Connection, message: NewMessage, now: datetime) -> 
     elif decision.status == "existing" and facts.existing is not None:
         stored = facts.existing
     else:
-        return WriteResult(mid, address, decision.status, decision.seq, decision.duplicate_of)
+        return WriteResult(
+            mid, address, decision.status, decision.seq, decision.duplicate_of, owner
+        )
     if dedupe_key_moves(message, facts.key_holder):
         conn.execute(
             QUERIES["hold_key"],
@@ -798,7 +802,7 @@ def _store_one(conn: sqlite3.Connection, message: NewMessage, now: datetime) -> 
                 to_ms(dedupe_key_expires_at(stored.expires_at)),
             ),
         )
-    return WriteResult(mid, address, decision.status, stored.seq)
+    return WriteResult(mid, address, decision.status, stored.seq, mailbox_id=owner)
 
 
 def _facts(conn: sqlite3.Connection, message: NewMessage) -> MessageFacts:
@@ -807,7 +811,7 @@ def _facts(conn: sqlite3.Connection, message: NewMessage) -> MessageFacts:
     tombstoned = existing is None and bool(
         conn.execute(QUERIES["tombstone_by_id"], (message.id,)).fetchone()
     )
-    created = conn.execute(QUERIES["mailbox_created_at"], (message.address,)).fetchone()
+    mailbox = conn.execute(QUERIES["mailbox_of"], (message.address,)).fetchone()
     holder = None
     if message.dedupe_key:
         key = conn.execute(QUERIES["key_holder"], (message.address, message.dedupe_key)).fetchone()
@@ -818,8 +822,9 @@ def _facts(conn: sqlite3.Connection, message: NewMessage) -> MessageFacts:
     return MessageFacts(
         existing=existing,
         tombstoned=tombstoned,
-        mailbox_created_at=None if created is None else from_ms(created[0]),
+        mailbox_created_at=None if mailbox is None else from_ms(mailbox[0]),
         key_holder=holder,
+        mailbox_id=None if mailbox is None else mailbox[1],
     )
 
 

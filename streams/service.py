@@ -120,7 +120,7 @@ async def store_raw_batch(
         if result.status == "duplicate":
             continue  # a sender's retry: its first copy was announced already
         if result.seq is not None:
-            outcome.deliveries.append(_delivery(message, result.seq))
+            outcome.deliveries.append(_delivery(message, result.seq, result.mailbox_id))
         elif result.status == "no_mailbox":
             _drop(outcome, record, "unknown_mailbox", envelope, "mailbox not in the store")
         elif result.status == "predates_mailbox":
@@ -237,7 +237,7 @@ def _new_message(
     )
 
 
-def _delivery(message: NewMessage, seq: int) -> DeliveryEvent:
+def _delivery(message: NewMessage, seq: int, mailbox_id: str | None) -> DeliveryEvent:
     return DeliveryEvent(
         **summary_fields(message),
         address=message.address,
@@ -245,6 +245,7 @@ def _delivery(message: NewMessage, seq: int) -> DeliveryEvent:
         seq=seq,
         size=len(message.raw),
         received_at=message.received_at,
+        mailbox_id=mailbox_id or "",
     )
 
 

@@ -343,6 +343,23 @@ def test_fanout_figures_take_the_overall_latency_and_the_worst_mode() -> None:
     }
 
 
+def test_fanout_figures_leave_stress_modes_out_of_the_judged_p99() -> None:
+    count = {
+        "clients": 10000,
+        "modes": [
+            {"mode": "2000/s", "judged": True, "missing": 0, "latency_ms": {"p99": 60.0}},
+            {"mode": "5000/s", "judged": True, "missing": 0, "latency_ms": {"p99": 300.0}},
+            {"mode": "burst", "judged": False, "missing": 0, "latency_ms": {"p99": 1000.0}},
+        ],
+    }
+    figures = report.fanout_figures({"counts": [count]})
+    assert (figures["p99_ms"], figures["p99_of"], figures["stress_p99_ms"]) == (300.0, 2, 1000.0)
+    section = {"status": "ran", "exit_code": 0, "figures": figures}
+    (row,) = report.fanout_rows(section)
+    assert row.result == report.PASS
+    assert "stress, not judged" in row.reference and "p99 1000.0 ms" in row.reference
+
+
 def test_fanout_row_judges_only_at_the_target_count() -> None:
     def row(clients: int, p99: float, missing: int = 0) -> report.Row:
         section = {

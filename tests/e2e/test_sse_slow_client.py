@@ -221,3 +221,22 @@ async def test_a_dropped_client_that_never_reads_again_leaves_no_socket_behind(
         while _server_side_open(api, client_port):
             assert time.monotonic() < deadline, "the server still holds the dropped socket"
             await asyncio.sleep(0.2)
+
+
+async def test_a_client_that_goes_away_frees_its_slot_at_once(
+    stack: Settings, slow_api: Settings
+) -> None:
+    """One live stream per mailbox here: each stream opened after the last one closed is
+    accepted, so the server saw each close at once (not at a ping: a send to a peer that
+    has gone does nothing in uvicorn; only the request's ``receive`` says so)."""
+    async with httpx.AsyncClient(base_url=slow_api.http_url, timeout=30) as client:
+        box = await create_mailbox(client)
+        try:
+            for _ in range(5):
+                deadline = time.monotonic() + 2.0
+                while (status := await _second_stream(client, box)) != 200:
+                    assert status == 429, status
+                    assert time.monotonic() < deadline, "a closed stream still holds its slot"
+                    await asyncio.sleep(0.05)
+        finally:
+            await client.delete("/api/mailbox", headers=box.auth)

@@ -94,9 +94,16 @@ async def test_address_is_taken_over_once_purge_after_has_passed(
     [new] = await store.store_messages([fresh], later)
     assert new.status == "inserted"
     assert new.seq is not None and old.seq is not None and new.seq > old.seq
+    # Each write names the mailbox record it belongs to (what a live stream compares).
+    assert (old.mailbox_id, new.mailbox_id) == (first.id, second.id)
+    [again] = await store.store_messages([fresh], later)
+    assert (again.status, again.mailbox_id) == ("existing", second.id)
     # A replay of the previous owner's mail cannot bring it into the new mailbox.
     [replayed] = await store.store_messages([leftover], later)
     assert replayed.status == "predates_mailbox"
+    assert replayed.mailbox_id is None
+    [nobodys] = await store.store_messages([make_message(OTHER, received_at=later)], later)
+    assert (nobodys.status, nobodys.mailbox_id) == ("no_mailbox", None)
     assert [m.id for m in await store.list_messages(ADDR, limit=10)] == [fresh.id]
 
 

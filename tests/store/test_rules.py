@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from store.rules import (
     decide_write,
     dedupe_key_expires_at,
     dedupe_key_moves,
+    owner_of,
     reparsed,
     take_over_seq,
 )
@@ -172,3 +174,10 @@ def test_a_take_over_starts_above_every_seq_the_address_used() -> None:
     assert take_over_seq(7, None, 0) == 7
     assert take_over_seq(None, 12, 0) == 12
     assert take_over_seq(3, 12, 20) == 20
+
+
+def test_a_message_belongs_to_the_record_created_before_it_was_received() -> None:
+    facts = replace(LIVE, mailbox_id="box-1")
+    assert owner_of(_message(), facts) == "box-1"
+    assert owner_of(_message(received_at=NOW - 2 * MS), facts) is None  # a previous owner's
+    assert owner_of(_message(), replace(facts, mailbox_created_at=None)) is None

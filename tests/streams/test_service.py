@@ -34,11 +34,11 @@ class MemoryStore:
         out = []
         for m in batch:
             if m.id in self.ids:
-                out.append(WriteResult(m.id, m.address, "existing", self.ids[m.id]))
+                out.append(WriteResult(m.id, m.address, "existing", self.ids[m.id], None, "box"))
                 continue
             self.seq[m.address] = self.seq.get(m.address, 0) + 1
             self.ids[m.id] = self.seq[m.address]
-            out.append(WriteResult(m.id, m.address, "inserted", self.ids[m.id]))
+            out.append(WriteResult(m.id, m.address, "inserted", self.ids[m.id], None, "box"))
         return out
 
 
@@ -85,6 +85,7 @@ async def test_stores_known_and_drops_unknown_with_reasons() -> None:
     assert len(store.batches) == 1 and len(store.batches[0]) == 2  # one store call per batch
     assert [ev.seq for ev in out.deliveries] == [1, 2]
     assert {ev.address for ev in out.deliveries} == {"bob@tmpmail.test"}
+    assert {ev.mailbox_id for ev in out.deliveries} == {"box"}  # the store's owner, passed on
     reasons = {(d.reason, d.source_offset) for _, d in out.dropped}
     assert reasons == {("unknown_mailbox", 11), ("expired_mailbox", 12), ("bad_envelope", 13)}
     # Without an envelope, the drop keeps the record's own key so it can be traced.
