@@ -7,13 +7,17 @@ Run it with ``tmpmail api`` (foreground; what compose and production run). It se
 from __future__ import annotations
 
 import gc
+import logging
 import socket
+import time
 
 import uvicorn
 
 from api.app import create_app
 from schemas.logs import configure_logging
 from schemas.settings import Settings
+
+log = logging.getLogger("tmpmail.api")
 
 
 def run(settings: Settings) -> None:
@@ -56,6 +60,30 @@ def tune_gc() -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+    gc.callbacks.append(_time_full_collections)
+
+
+#: A full collection that stalls every live stream this long is logged as a warning.
+GC_STALL_WARN_S = 0.25
+_gc_started = 0.0
+
+
+def _time_full_collections(phase: str, info: dict[str, int]) -> None:
+    """Log each full collection: how long every stream of the process waited on it."""
+    global _gc_started
+    if info.get("generation") != 2:
+        return
+    if phase == "start":
+        _gc_started = time.perf_counter()
+        return
+    took = time.perf_counter() - _gc_started
+    level = logging.WARNING if took >= GC_STALL_WARN_S else logging.INFO
+    log.log(
+        level,
+        "full garbage collection: %.0f ms (%d objects collected); every live stream waited",
+        took * 1000,
+        info.get("collected", 0),
+    )
 
 
 def reap_stalled_connections(sock: socket.socket, after_s: float) -> None:

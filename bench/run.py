@@ -110,7 +110,7 @@ class Counts:
 
 FULL = Counts(
     ingest_mails=5000,
-    ingest_warm_up=2000,
+    ingest_warm_up=20_000,
     ingest_latency_mails=200,
     e2e=Load(mails=10_000, connections=20, mailboxes=4),
     live_rate=200.0,

@@ -57,8 +57,17 @@ async def serve(settings: Settings, stop: asyncio.Event, index: int = 0) -> None
     context = tls_context(settings)
     producer = AsyncProducer(producer_config(settings))
     await producer.start()
+    busy = None
+    if settings.ingest_busy_linger_ms > 0:
+        busy = AsyncProducer(
+            producer_config(settings, **{"linger.ms": settings.ingest_busy_linger_ms})
+        )
+        await busy.start()
+    sink = KafkaRawMailSink(
+        producer, settings.produce_timeout_s + 5, busy=busy, busy_at=settings.ingest_busy_in_flight
+    )
     handler = RawMailHandler(
-        KafkaRawMailSink(producer, settings.produce_timeout_s + 5),
+        sink,
         domains=settings.domains,
         hostname=settings.hostname,
         max_recipients=settings.smtp_max_recipients,
@@ -100,6 +109,8 @@ async def serve(settings: Settings, stop: asyncio.Event, index: int = 0) -> None
         smtp.stop()
         smtp.close_all()
         await server.wait_closed()
+        if busy is not None:
+            await busy.stop()
         await producer.stop()
         log.info("ingest stopped: %s", smtp.counters.snapshot())
 

@@ -64,6 +64,21 @@ class Settings(BaseSettings):
     smtp_max_connections: int = Field(
         default=1000, ge=1, le=100_000, description="Open SMTP connections per process."
     )
+    ingest_busy_linger_ms: float = Field(
+        default=1.0,
+        ge=0,
+        le=100,
+        description="Linger of the second producer an ingest process publishes through while "
+        "it has ingest_busy_in_flight mails awaiting their ack (batches under load); 0: one "
+        "producer, no linger ever.",
+    )
+    ingest_busy_in_flight: int = Field(
+        default=4,
+        ge=1,
+        le=100_000,
+        description="Mails awaiting their ack in one ingest process from which the next one "
+        "goes through the lingering producer.",
+    )
     smtp_max_connections_per_client: int = Field(
         default=20, ge=1, le=100_000, description="Open connections from one client address."
     )

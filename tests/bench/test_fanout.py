@@ -8,6 +8,7 @@ from typing import cast
 
 import pytest
 
+from bench import fanout
 from bench.fanout import SseClient, Worker, api_parts_ms, match_receipts, per_connection_kib
 
 EVENT = (
@@ -94,3 +95,10 @@ async def test_a_stream_the_server_ends_is_counted() -> None:
     other.close()
     other.connection_lost(None)  # we closed it: not the server's doing
     assert worker.closed_by_server == 1
+
+
+def test_the_target_is_judged_at_live_mail_rates_and_faster_modes_are_stress() -> None:
+    judged = {
+        rate: fanout.mode_summary(rate, [])["judged"] for rate in (500.0, 2000.0, 5000.0, 0.0)
+    }
+    assert judged == {500.0: True, 2000.0: True, 5000.0: False, 0.0: False}

@@ -1,7 +1,9 @@
 """The SMTP hooks with an in-memory sink (pure logic; the wire is in test_smtp, the broker
 path in tests/e2e)."""
 
-from ingest.handler import RawMailHandler
+import asyncio
+
+from ingest.handler import KafkaRawMailSink, RawMailHandler
 from ingest.smtp import Envelope, Session
 from schemas.records import RawMailEnvelope
 
@@ -72,3 +74,42 @@ def test_rcpt_hook_appends_only_accepted() -> None:
     assert handler.handle_RCPT(_session(), env, "a@tmpmail.test").startswith("250")
     assert handler.handle_RCPT(_session(), env, "a@other.test").startswith("550 5.7.1")
     assert env.rcpt_tos == ["a@tmpmail.test"]
+
+
+class HeldProducer:
+    """``publish_many`` waits until released; what it was given is kept."""
+
+    def __init__(self) -> None:
+        self.published: list[object] = []
+        self.release = asyncio.Event()
+
+    async def publish_many(self, topic: object, records: list[object]) -> list[object]:
+        self.published.extend(records)
+        await self.release.wait()
+        return []
+
+
+async def test_mails_go_through_the_lingering_producer_only_while_many_await_their_ack() -> None:
+    quick, busy = HeldProducer(), HeldProducer()
+    sink = KafkaRawMailSink(quick, 5.0, busy=busy, busy_at=2)  # type: ignore[arg-type]
+    mails = [[(f"mail-{n}", b"x")] for n in range(5)]
+    tasks = [asyncio.ensure_future(sink.publish(m)) for m in mails]  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    assert sink.in_flight == 5
+    # The first two found fewer than two in flight: no linger. The rest: batched.
+    assert quick.published == [mails[0][0], mails[1][0]]
+    assert busy.published == [m[0] for m in mails[2:]]
+    quick.release.set()
+    busy.release.set()
+    await asyncio.gather(*tasks)
+    assert sink.in_flight == 0
+    await sink.publish(mails[0])  # type: ignore[arg-type]  # idle again: the quick one
+    assert quick.published[-1] == mails[0][0]
+
+
+async def test_without_a_lingering_producer_every_mail_takes_the_quick_one() -> None:
+    quick = HeldProducer()
+    quick.release.set()
+    sink = KafkaRawMailSink(quick, 5.0)  # type: ignore[arg-type]
+    await asyncio.gather(*(sink.publish([(n, b"x")]) for n in range(10)))  # type: ignore[list-item]
+    assert len(quick.published) == 10 and sink.in_flight == 0
