@@ -163,7 +163,9 @@ class LiveResponse(Response):
     does nothing once the peer has gone; only ``receive`` says so).
     """
 
-    media_type = "text/event-stream"
+    #: Set per instance, not on the class: FastAPI documents a route's error models under
+    #: its response class's media type, and ours are JSON (``api.errors``).
+    media_type = None
 
     def __init__(
         self,
@@ -178,6 +180,7 @@ class LiveResponse(Response):
         self.send_timeout = send_timeout
         self.on_disconnect = on_disconnect
         self.status_code = status_code
+        self.media_type = "text/event-stream"
         self.background = None
         self.init_headers(
             {"Cache-Control": "no-store", "X-Accel-Buffering": "no", **(headers or {})}

@@ -63,24 +63,27 @@ def tune_gc() -> None:
     gc.callbacks.append(_time_full_collections)
 
 
-#: A full collection that stalls every live stream this long is logged as a warning.
-GC_STALL_WARN_S = 0.25
+#: A collection that stalls every live stream this long is logged as a warning; any full
+#: collection is logged at INFO.
+GC_STALL_WARN_S = 0.1
 _gc_started = 0.0
 
 
 def _time_full_collections(phase: str, info: dict[str, int]) -> None:
-    """Log each full collection: how long every stream of the process waited on it."""
+    """Log each full collection, and any collection that stalled the streams long."""
     global _gc_started
-    if info.get("generation") != 2:
-        return
     if phase == "start":
         _gc_started = time.perf_counter()
         return
     took = time.perf_counter() - _gc_started
-    level = logging.WARNING if took >= GC_STALL_WARN_S else logging.INFO
+    generation = info.get("generation", -1)
+    if took < GC_STALL_WARN_S and generation != 2:
+        return
     log.log(
-        level,
-        "full garbage collection: %.0f ms (%d objects collected); every live stream waited",
+        logging.WARNING if took >= GC_STALL_WARN_S else logging.INFO,
+        "garbage collection of generation %d: %.0f ms (%d objects collected); every live "
+        "stream waited",
+        generation,
         took * 1000,
         info.get("collected", 0),
     )
