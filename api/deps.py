@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.browser import TOKEN_COOKIE
 from api.errors import RateLimited, Unauthorized
@@ -84,7 +85,28 @@ def caller_token(request: Request) -> str | None:
     return request.cookies.get(TOKEN_COOKIE)
 
 
-async def current_mailbox(request: Request, runtime: RuntimeDep) -> Mailbox:
+#: OpenAPI: the two ways a caller names its mailbox, either one (documentation: neither
+#: raises; :func:`caller_token` reads both and answers the errors).
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="The mailbox token from `POST /api/mailboxes`: `Authorization: Bearer <token>`.",
+)
+COOKIE = APIKeyCookie(
+    name=TOKEN_COOKIE,
+    auto_error=False,
+    scheme_name="cookie",
+    description="The HttpOnly cookie `POST /api/mailboxes` sets (what the page and its "
+    "EventSource send).",
+)
+
+
+async def current_mailbox(
+    request: Request,
+    runtime: RuntimeDep,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+    _cookie: Annotated[str | None, Security(COOKIE)] = None,
+) -> Mailbox:
     token = caller_token(request)
     if not token:
         raise Unauthorized("a mailbox token is required (Bearer header or cookie)")

@@ -356,3 +356,28 @@ def test_every_error_is_documented_in_the_one_shape(tmp_path: Path) -> None:
                     assert response["headers"]["Retry-After"]["required"] is True, where
                 errors += 1
     assert errors > 50  # every /api route declares its errors
+
+
+def test_routes_that_need_a_mailbox_declare_its_two_credentials(tmp_path: Path) -> None:
+    spec = create_app(Settings(state_dir=tmp_path)).openapi()
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        **_described(schemes["bearer"]),
+    }
+    assert (schemes["cookie"]["in"], schemes["cookie"]["name"]) == ("cookie", "tmpmail_token")
+    secured = {
+        (method, path)
+        for path, operations in spec["paths"].items()
+        for method, operation in operations.items()
+        if operation.get("security") == [{"bearer": []}, {"cookie": []}]
+    }
+    assert ("get", "/api/messages") in secured and ("get", "/api/events") in secured
+    assert ("post", "/api/mailboxes") not in secured  # anyone may create one
+    for method, path in secured:  # each says what happens without one
+        assert "401" in spec["paths"][path][method]["responses"], (method, path)
+
+
+def _described(scheme: dict[str, str]) -> dict[str, str]:
+    return {"description": scheme["description"]} if "description" in scheme else {}
