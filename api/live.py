@@ -19,7 +19,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Final
 
 from starlette.responses import Response
@@ -116,7 +116,7 @@ async def live_stream(
     after: int | None,
     on_end: Callable[[], None],
     ping_s: float = PING_S,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The bytes of one stream: the backlog after ``after`` (page by page), then live
     deliveries newer than what was sent; ``on_end`` runs however it ends."""
     last_sent = after or 0
@@ -169,7 +169,7 @@ class LiveResponse(Response):
 
     def __init__(
         self,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncGenerator[bytes, None],
         *,
         send_timeout: float,
         on_disconnect: Callable[[], None],
@@ -204,9 +204,7 @@ class LiveResponse(Response):
             pass
         finally:
             watcher.cancel()
-            aclose = getattr(self.chunks, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await self.chunks.aclose()
 
     async def _until_disconnect(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":

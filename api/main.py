@@ -60,7 +60,7 @@ def tune_gc() -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
-    gc.callbacks.append(_time_full_collections)
+    gc.callbacks.append(_time_collections)
 
 
 #: A collection that stalls every live stream this long is logged as a warning; any full
@@ -69,7 +69,7 @@ GC_STALL_WARN_S = 0.1
 _gc_started = 0.0
 
 
-def _time_full_collections(phase: str, info: dict[str, int]) -> None:
+def _time_collections(phase: str, info: dict[str, int]) -> None:
     """Log each full collection, and any collection that stalled the streams long."""
     global _gc_started
     if phase == "start":

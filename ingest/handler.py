@@ -58,8 +58,9 @@ class KafkaRawMailSink:
         self.in_flight = 0
 
     async def publish(self, records: list[tuple[RawMailEnvelope, bytes]]) -> None:
-        busy = self._busy is not None and self.in_flight >= self._busy_at
-        producer = self._busy if busy and self._busy is not None else self._producer
+        producer = self._producer
+        if self._busy is not None and self.in_flight >= self._busy_at:
+            producer = self._busy
         self.in_flight += 1
         try:
             async with asyncio.timeout(self._timeout_s):

@@ -15,17 +15,17 @@ def test_a_collection_that_stalls_the_streams_is_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="tmpmail.api")
-    main._time_full_collections("start", {"generation": 1})
-    main._time_full_collections("stop", {"generation": 1, "collected": 3})
+    main._time_collections("start", {"generation": 1})
+    main._time_collections("stop", {"generation": 1, "collected": 3})
     assert caplog.records == []  # a quick young collection: nothing to say
 
-    main._time_full_collections("start", {"generation": 2})
-    main._time_full_collections("stop", {"generation": 2, "collected": 0})
+    main._time_collections("start", {"generation": 2})
+    main._time_collections("stop", {"generation": 2, "collected": 0})
     assert [r.levelno for r in caplog.records] == [logging.INFO]  # every full one, quietly
 
-    main._time_full_collections("start", {"generation": 0})
+    main._time_collections("start", {"generation": 0})
     time.sleep(main.GC_STALL_WARN_S + 0.02)
-    main._time_full_collections("stop", {"generation": 0, "collected": 7})
+    main._time_collections("stop", {"generation": 0, "collected": 7})
     warning = caplog.records[-1]
     assert warning.levelno == logging.WARNING
     assert "generation 0" in warning.getMessage() and "7 objects" in warning.getMessage()
@@ -36,7 +36,7 @@ def test_tune_gc_raises_the_young_threshold_and_times_collections() -> None:
     try:
         main.tune_gc()
         assert gc.get_threshold()[0] == main.GC_YOUNG_THRESHOLD
-        assert main._time_full_collections in gc.callbacks
+        assert main._time_collections in gc.callbacks
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
