@@ -5,9 +5,10 @@ store; nothing touches a loop or a broker at import time.
 
 * ``track_mailbox_lifecycle`` keeps ``mailboxes_by_address`` (key: normalised address)
   from ``tmpmail.mailbox-lifecycle.v1``, in RocksDB on disk (:mod:`streams.table`);
-* ``store_raw_mail`` takes batches from ``tmpmail.raw-mail.v1`` (co-partitioned with the
-  table: same key, same count, same murmur2), looks each recipient up in the table (then
-  the store), writes the batch with one store call, then publishes to
+* ``store_raw_mail`` takes batches of what has arrived (:mod:`streams.batches`) from
+  ``tmpmail.raw-mail.v1`` (co-partitioned with the table: same key, same count, same
+  murmur2), looks each recipient up in the table (then the store), writes the batch
+  with one store call, then publishes to
   ``tmpmail.delivery.v1`` and ``tmpmail.dropped-mail.v1`` through the process's
   :class:`bus.AsyncProducer` and waits for those acks before the batch's offsets can be
   committed (at least once).
@@ -34,6 +35,7 @@ from schemas.topics import (
     dropped_mail_topic,
 )
 from store import MailStore, StoreError
+from streams.batches import arrived_batches
 from streams.service import RawMailWorker, RawRecord
 from streams.table import (
     MailboxTableLookup,
@@ -46,10 +48,8 @@ from streams.writes import RetryPolicy, WorkerHealth
 
 log = logging.getLogger("tmpmail.streams")
 
+#: The most raw mails a batch holds (and the most read ahead while one is processed).
 BATCH_MAX = 500
-#: How long a batch waits for more mail. Short, so that a lone mail goes through at once;
-#: under load, what arrives while a batch is being written makes the next batch large.
-BATCH_WITHIN_S = 0.005
 FETCH_MAX_BYTES = 16 * 1024 * 1024
 RETRY_POLICY = RetryPolicy()
 
@@ -127,12 +127,11 @@ def build_app(settings: Settings, store: MailStore, producer: AsyncProducer) -> 
 
     @app.agent(raw_mail_topic)
     async def store_raw_mail(stream: faust.StreamT) -> AsyncIterator[None]:
-        # noack_take: Faust's take()/take_events() ack a batch in a ``finally``, so a
-        # batch cut short by a crash or a shutdown would be committed unwritten. Here a
-        # batch is acked only after its store write and its publishes were acknowledged.
-        async for events in stream.noack_take(  # type: ignore[attr-defined]
-            BATCH_MAX, within=BATCH_WITHIN_S
-        ):
+        # Acks are manual (noack): a batch is acked only after its store write and its
+        # publishes were acknowledged, so one cut short by a crash or a shutdown is read
+        # again. Batches are what has arrived, with no timer (streams.batches).
+        manual_acks = stream.noack()  # type: ignore[attr-defined]
+        async for events in arrived_batches(manual_acks.events(), BATCH_MAX):
             records = [
                 RawRecord(
                     e.value, _headers(e), e.message.partition, e.message.offset, e.message.key
