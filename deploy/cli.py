@@ -92,9 +92,10 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
     from schemas.logs import configure_logging
     from schemas.runtime import loop_factory
-    from streams.replay import ReplayError, ReplaySpec, parse_since, replay
+    from streams.replay import SWITCH_INTERVAL_S, ReplayError, ReplaySpec, parse_since, replay
 
     configure_logging("replay", "WARNING")
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         spec = ReplaySpec(
             from_beginning=args.from_beginning,

@@ -75,6 +75,16 @@ def mailbox_view(event: MailboxLifecycleEvent) -> MailboxView | None:
     return MailboxView(address=event.address, expires_at=event.expires_at)
 
 
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch admitted and parsed, not written yet: its drops so far, and the messages
+    to write with the records and envelopes they came from."""
+
+    outcome: BatchOutcome
+    accepted: list[tuple[RawRecord, RawMailEnvelope]]
+    messages: list[NewMessage]
+
+
 async def store_raw_batch(
     records: Sequence[RawRecord],
     *,
@@ -86,7 +96,21 @@ async def store_raw_batch(
     health: WorkerHealth | None = None,
 ) -> BatchOutcome:
     """Admit, parse, write and account for every record of a batch; never raises for
-    one record's sake (see :mod:`streams.writes`)."""
+    one record's sake (see :mod:`streams.writes`). The two halves,
+    :func:`prepare_raw_batch` and :func:`write_prepared`, let a caller parse the next
+    batch while the store writes this one."""
+    prepared = await prepare_raw_batch(records, lookup=lookup, message_ttl=message_ttl, now=now)
+    return await write_prepared(prepared, store=store, now=now, policy=policy, health=health)
+
+
+async def prepare_raw_batch(
+    records: Sequence[RawRecord],
+    *,
+    lookup: MailboxLookup,
+    message_ttl: timedelta,
+    now: datetime,
+) -> PreparedBatch:
+    """Admit every record (envelope, mailbox) and parse those admitted, off the loop."""
     outcome = BatchOutcome()
     accepted: list[tuple[RawRecord, RawMailEnvelope]] = []
     for record in records:
@@ -94,13 +118,27 @@ async def store_raw_batch(
         if envelope is not None:
             accepted.append((record, envelope))
     if not accepted:
-        return outcome
-
+        return PreparedBatch(outcome, accepted, [])
     parsed = await asyncio.to_thread(_parse_all, [r.value or b"" for r, _ in accepted])
-    batch = [
+    messages = [
         _new_message(record, envelope, result, message_ttl)
         for (record, envelope), result in zip(accepted, parsed, strict=True)
     ]
+    return PreparedBatch(outcome, accepted, messages)
+
+
+async def write_prepared(
+    prepared: PreparedBatch,
+    *,
+    store: MailStore,
+    now: datetime,
+    policy: RetryPolicy | None = None,
+    health: WorkerHealth | None = None,
+) -> BatchOutcome:
+    """Write a prepared batch with one store call and account for every message."""
+    outcome, accepted, batch = prepared.outcome, prepared.accepted, prepared.messages
+    if not batch:
+        return outcome
     written = await write_isolated(
         store,
         batch,

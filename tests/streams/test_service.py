@@ -6,7 +6,13 @@ from datetime import UTC, datetime, timedelta
 from schemas.records import ENVELOPE_HEADER, RawMailEnvelope, new_ingest_id
 from schemas.topics import raw_mail_topic
 from store import NewMessage, WriteResult
-from streams.service import MailboxView, RawRecord, store_raw_batch
+from streams.service import (
+    MailboxView,
+    RawRecord,
+    prepare_raw_batch,
+    store_raw_batch,
+    write_prepared,
+)
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 TTL = timedelta(days=7)
@@ -126,3 +132,28 @@ async def test_batch_of_only_drops_never_calls_the_store() -> None:
     assert store.batches == [] and out.counts["dropped:unknown_mailbox"] == 1
     assert out.dropped[0][0] == b"x@tmpmail.test"
     assert ENVELOPE_HEADER  # the header name is part of the contract
+
+
+async def test_a_batch_is_prepared_without_the_store_then_written_in_one_call() -> None:
+    store = MemoryStore()
+    lookup = Lookup({"bob@tmpmail.test": NOW + timedelta(days=1)})
+    records = [_record("bob@tmpmail.test", 20), _record("nobody@tmpmail.test", 21)]
+    prepared = await prepare_raw_batch(records, lookup=lookup, message_ttl=TTL, now=NOW)
+    # Admitted and parsed, the drop already counted; nothing written yet (a replay writes
+    # the previous batch meanwhile).
+    assert store.batches == []
+    assert [m.subject for m in prepared.messages] == ["hi"]
+    assert [d.reason for _, d in prepared.outcome.dropped] == ["unknown_mailbox"]
+    out = await write_prepared(prepared, store=store, now=NOW)  # type: ignore[arg-type]
+    assert len(store.batches) == 1 and [ev.seq for ev in out.deliveries] == [1]
+    assert out.counts["inserted"] == 1 and out.counts["dropped:unknown_mailbox"] == 1
+
+
+async def test_a_batch_with_nothing_admitted_writes_nothing() -> None:
+    store = MemoryStore()
+    prepared = await prepare_raw_batch(
+        [_record("nobody@tmpmail.test", 30)], lookup=Lookup({}), message_ttl=TTL, now=NOW
+    )
+    out = await write_prepared(prepared, store=store, now=NOW)  # type: ignore[arg-type]
+    assert store.batches == [] and out.deliveries == []
+    assert [d.reason for _, d in out.dropped] == ["unknown_mailbox"]
