@@ -110,11 +110,14 @@ async def prepare_raw_batch(
     message_ttl: timedelta,
     now: datetime,
 ) -> PreparedBatch:
-    """Admit every record (envelope, mailbox) and parse those admitted, off the loop."""
+    """Admit every record (envelope, mailbox) and parse those admitted, off the loop.
+    Each address is looked up once per batch (a flood to one unknown address, or a
+    replay, whose look-ups go to the store, asks once, not once per mail)."""
     outcome = BatchOutcome()
     accepted: list[tuple[RawRecord, RawMailEnvelope]] = []
+    mailboxes: dict[str, MailboxView | None] = {}
     for record in records:
-        envelope = await _admit(record, lookup, now, outcome)
+        envelope = await _admit(record, lookup, mailboxes, now, outcome)
         if envelope is not None:
             accepted.append((record, envelope))
     if not accepted:
@@ -173,7 +176,11 @@ async def write_prepared(
 
 
 async def _admit(
-    record: RawRecord, lookup: MailboxLookup, now: datetime, outcome: BatchOutcome
+    record: RawRecord,
+    lookup: MailboxLookup,
+    mailboxes: dict[str, MailboxView | None],
+    now: datetime,
+    outcome: BatchOutcome,
 ) -> RawMailEnvelope | None:
     try:
         envelope = RawMailEnvelope.from_headers(list(record.headers or ()))
@@ -184,7 +191,10 @@ async def _admit(
     if record.value is None:
         _drop(outcome, record, "bad_envelope", envelope, "record has no value")
         return None
-    mailbox = await lookup.find(address)
+    if address in mailboxes:
+        mailbox = mailboxes[address]
+    else:
+        mailbox = mailboxes[address] = await lookup.find(address)
     if mailbox is None:
         _drop(outcome, record, "unknown_mailbox", envelope, "no such mailbox")
         return None

@@ -21,8 +21,10 @@ TTL = timedelta(days=7)
 class Lookup:
     def __init__(self, boxes: dict[str, datetime]) -> None:
         self.boxes = boxes
+        self.asked: list[str] = []
 
     async def find(self, address: str) -> MailboxView | None:
+        self.asked.append(address)
         expires = self.boxes.get(address)
         return MailboxView(address, expires) if expires else None
 
@@ -157,3 +159,31 @@ async def test_a_batch_with_nothing_admitted_writes_nothing() -> None:
     out = await write_prepared(prepared, store=store, now=NOW)  # type: ignore[arg-type]
     assert store.batches == [] and out.deliveries == []
     assert [d.reason for _, d in out.dropped] == ["unknown_mailbox"]
+
+
+async def test_each_address_is_looked_up_once_per_batch() -> None:
+    store = MemoryStore()
+    lookup = Lookup({"bob@tmpmail.test": NOW + timedelta(days=1)})
+    records = [_record("nobody@tmpmail.test", n) for n in range(5)] + [
+        _record("bob@tmpmail.test", 5),
+        _record("Bob@tmpmail.test", 6),
+    ]
+    out = await store_raw_batch(
+        records,
+        lookup=lookup,
+        store=store,
+        message_ttl=TTL,
+        now=NOW,  # type: ignore[arg-type]
+    )
+    assert sorted(lookup.asked) == ["bob@tmpmail.test", "nobody@tmpmail.test"]
+    assert out.counts["dropped:unknown_mailbox"] == 5 and out.counts["inserted"] == 2
+    # The next batch asks again: a mailbox created meanwhile is found.
+    lookup.boxes["nobody@tmpmail.test"] = NOW + timedelta(days=1)
+    again = await store_raw_batch(
+        [_record("nobody@tmpmail.test", 7)],
+        lookup=lookup,
+        store=store,  # type: ignore[arg-type]
+        message_ttl=TTL,
+        now=NOW,
+    )
+    assert again.counts["inserted"] == 1
