@@ -244,9 +244,9 @@ async def replay(
                     if publishing is not None:
                         await publishing
                     publishing = asyncio.ensure_future(publish_outcome(producer, announced))
-                if clock() - last_progress >= PROGRESS_EVERY_S or not (pending or prepared):
+                done = not (pending or prepared)
+                if done or clock() - last_progress >= PROGRESS_EVERY_S:
                     last_progress = clock()
-                    done = not (pending or prepared)
                     out.write(counts.line(total) + ("\n" if done else "\r"))
                     out.flush()
             if publishing is not None:
