@@ -69,7 +69,8 @@ class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode("utf-8")
+        # The serializer's own UTF-8 bytes: model_dump_json() decodes them to a str.
+        return self.__pydantic_serializer__.to_json(self)
 
     @classmethod
     def from_bytes(cls, data: bytes | str | None) -> Self:

@@ -49,7 +49,9 @@ def document_chunks(message: NewMessage) -> list[bytes]:
     """The message's document as UTF-8 JSON, in chunks (none without a document)."""
     if message.document is None:
         return []
-    return split_chunks(message.document.model_dump_json(by_alias=True).encode())
+    document = message.document
+    # The serializer's UTF-8 bytes as they are (model_dump_json() decodes them to a str).
+    return split_chunks(document.__pydantic_serializer__.to_json(document, by_alias=True))
 
 
 def attachment_chunks(message: NewMessage) -> Iterator[tuple[str, int, int, bytes]]:

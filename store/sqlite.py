@@ -741,12 +741,57 @@ def _create_mailbox(
 def _store_batch(
     conn: sqlite3.Connection, *, batch: tuple[NewMessage, ...], now_ms: int
 ) -> list[WriteResult]:
+    """Each message decided and written in turn; the chunks of the batch (raw bytes,
+    documents, attachments) go in last, with one statement per table. No decision reads
+    a chunk, so deferring them to the end of the transaction changes nothing but the
+    cost: a statement per message and table was a fifth of the write's CPU."""
     now = from_ms(now_ms)
-    return [_store_one(conn, message, now) for message in batch]
+    chunks = _Chunks()
+    results = [_store_one(conn, message, now, chunks) for message in batch]
+    chunks.insert(conn)
+    return results
 
 
-def _store_one(conn: sqlite3.Connection, message: NewMessage, now: datetime) -> WriteResult:
-    """Decide ``message`` with :func:`~store.rules.decide_write` and write the outcome."""
+@dataclass(slots=True)
+class _Chunks:
+    """The chunk rows of a batch, written together (:func:`_store_batch`)."""
+
+    raw: list[tuple[str, int, bytes, int]] = field(default_factory=list)
+    documents: list[tuple[str, int, int, bytes, int]] = field(default_factory=list)
+    attachments: list[tuple[str, int, str, int, int, bytes, int]] = field(default_factory=list)
+
+    def add_raw(self, message: NewMessage, expires_ms: int) -> None:
+        mid = message.id
+        self.raw.extend(
+            (mid, n, chunk, expires_ms) for n, chunk in enumerate(split_chunks(message.raw))
+        )
+
+    def add_parse(self, message: NewMessage, stored: StoredCopy) -> None:
+        """The document and attachments of ``message``, under its parser version."""
+        mid, version, expires_ms = message.id, stored.parser_version, to_ms(stored.expires_at)
+        self.documents.extend(
+            (mid, version, n, chunk, expires_ms) for n, chunk in enumerate(document_chunks(message))
+        )
+        self.attachments.extend(
+            (mid, version, attachment_id, n, size, chunk, expires_ms)
+            for attachment_id, n, size, chunk in attachment_chunks(message)
+        )
+
+    def insert(self, conn: sqlite3.Connection) -> None:
+        for query, rows in (
+            ("insert_chunk", self.raw),
+            ("insert_document_chunk", self.documents),
+            ("insert_attachment_chunk", self.attachments),
+        ):
+            if rows:
+                conn.executemany(QUERIES[query], rows)
+
+
+def _store_one(
+    conn: sqlite3.Connection, message: NewMessage, now: datetime, chunks: _Chunks
+) -> WriteResult:
+    """Decide ``message`` with :func:`~store.rules.decide_write` and write the outcome
+    (its chunks into ``chunks``)."""
     mid, address = message.id, message.address
     facts = _facts(conn, message)
     decision = decide_write(message, facts, now)
@@ -754,6 +799,7 @@ def _store_one(conn: sqlite3.Connection, message: NewMessage, now: datetime) -> 
     if decision.status == "inserted":
         seq: int = conn.execute(QUERIES["next_seq"], (address,)).fetchone()[0]
         stored = StoredCopy(seq, message.expires_at, message.parser_version)
+        expires_ms = to_ms(message.expires_at)
         conn.execute(
             QUERIES["insert_message"],
             (
@@ -762,23 +808,17 @@ def _store_one(conn: sqlite3.Connection, message: NewMessage, now: datetime) -> 
                 seq,
                 message.ingest_id,
                 to_ms(message.received_at),
-                to_ms(message.expires_at),
+                expires_ms,
                 len(message.raw),
                 json.dumps(summary_fields(message)),
                 message.parser_version,
             ),
         )
-        conn.executemany(
-            QUERIES["insert_chunk"],
-            (
-                (mid, n, chunk, to_ms(message.expires_at))
-                for n, chunk in enumerate(split_chunks(message.raw))
-            ),
-        )
-        _insert_parse(conn, message, stored)
+        chunks.add_raw(message, expires_ms)
+        chunks.add_parse(message, stored)
     elif decision.status == "updated" and facts.existing is not None:
         stored = StoredCopy(facts.existing.seq, facts.existing.expires_at, message.parser_version)
-        _insert_parse(conn, message, stored)
+        chunks.add_parse(message, stored)
         conn.execute(
             QUERIES["reparse_message"],
             (json.dumps(summary_fields(message)), message.parser_version, mid),
@@ -825,22 +865,6 @@ def _facts(conn: sqlite3.Connection, message: NewMessage) -> MessageFacts:
         mailbox_created_at=None if mailbox is None else from_ms(mailbox[0]),
         key_holder=holder,
         mailbox_id=None if mailbox is None else mailbox[1],
-    )
-
-
-def _insert_parse(conn: sqlite3.Connection, message: NewMessage, stored: StoredCopy) -> None:
-    """The document and attachments of ``message``, under its parser version."""
-    mid, version, expires_ms = message.id, stored.parser_version, to_ms(stored.expires_at)
-    conn.executemany(
-        QUERIES["insert_document_chunk"],
-        ((mid, version, n, chunk, expires_ms) for n, chunk in enumerate(document_chunks(message))),
-    )
-    conn.executemany(
-        QUERIES["insert_attachment_chunk"],
-        (
-            (mid, version, attachment_id, n, size, chunk, expires_ms)
-            for attachment_id, n, size, chunk in attachment_chunks(message)
-        ),
     )
 
 
