@@ -67,7 +67,9 @@ class Runtime:
             self.relay.wake()
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: FastAPI runs a plain ``def`` dependency in its thread pool, a hop per
+    # request for an attribute read.
     runtime: Runtime = request.app.state.runtime
     return runtime
 

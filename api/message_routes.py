@@ -47,7 +47,7 @@ REMOTE_BLOCKED_HEADER = "X-Tmpmail-Remote-Blocked"
 IMAGES_LEFT_OUT_HEADER = "X-Tmpmail-Images-Left-Out"
 
 
-def get_signer(request: Request) -> UrlSigner:
+async def get_signer(request: Request) -> UrlSigner:  # async: no thread-pool hop
     signer: UrlSigner = request.app.state.url_signer
     return signer
 
