@@ -14,6 +14,7 @@ murmur2 over the key bytes; :func:`partition_for` is that function, for tests an
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 
 
@@ -21,6 +22,12 @@ class AddressError(ValueError):
     """An address that cannot be normalised (no ``@``, empty parts, bad IDNA)."""
 
 
+#: Addresses and domains repeat (a mailbox's mail, a batch's deliveries): each is
+#: normalised once while it stays among the most recent this many. Errors are not kept.
+NORMALISED_CACHE = 4096
+
+
+@functools.lru_cache(maxsize=NORMALISED_CACHE)
 def normalise_domain(domain: str) -> str:
     """Lower-case a domain and return its IDNA (punycode) form, without a trailing dot."""
     text = unicodedata.normalize("NFC", domain.strip()).rstrip(".").lower()
@@ -41,6 +48,7 @@ def normalise_domain(domain: str) -> str:
     return ".".join(labels)
 
 
+@functools.lru_cache(maxsize=NORMALISED_CACHE)
 def normalise_address(address: str) -> str:
     """Return the key of ``address``: ``local-without-tag@idna-domain``, lower-cased.
 
