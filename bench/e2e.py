@@ -269,6 +269,7 @@ async def mailpit_e2e(
     poll_s: float = 0.05,
     grace_s: float = 20.0,
     timeout_s: float = 600.0,
+    label: str = "e2e Mailpit",
 ) -> dict[str, Any]:
     async with mailpit.client() as client:
         await delete_all(client)
@@ -290,15 +291,15 @@ async def mailpit_e2e(
         def stored() -> int:
             return samples[-1][1] if samples else 0
 
-        progress(f"e2e Mailpit: {load.describe()}")
+        progress(f"{label}: {load.describe()}")
         poller = asyncio.create_task(poll())
-        ticker = asyncio.create_task(tick(lambda: f"e2e Mailpit: {stored():,} stored", 2.0))
+        ticker = asyncio.create_task(tick(lambda: f"{label}: {stored():,} stored", 2.0))
         try:
             with meter.window() as window:
                 first, acked_at = await send_all(
                     tool, mailpit.smtp_port, recipients, load, timeout_s
                 )
-                progress(f"e2e Mailpit: {load.mails:,} acked in {acked_at - first:.2f}s")
+                progress(f"{label}: {load.mails:,} acked in {acked_at - first:.2f}s")
                 complete = await _wait(lambda: (stored(),), load.mails, grace_s, poll_s)
         finally:
             ticker.cancel()
@@ -321,7 +322,45 @@ async def mailpit_e2e(
         "series": {"stored": cumulative(stored_times, first)},
     }
     progress(
-        f"e2e Mailpit: acked {result['acked']['per_s']}/s, stored {result['stored']['per_s']}/s"
+        f"{label}: acked {result['acked']['per_s']}/s, stored {result['stored']['per_s']}/s"
         + ("" if complete else f" (INCOMPLETE: {stored():,} stored)")
     )
     return result
+
+
+# --- rounds ------------------------------------------------------------------------------
+
+
+def round_ratio(ours: dict[str, Any], theirs: dict[str, Any]) -> float | None:
+    """tmpmail's received rate over Mailpit's storing rate, for one round."""
+    received = (ours.get("received") or {}).get("per_s")
+    stored = (theirs.get("stored") or {}).get("per_s")
+    if received is None or not stored:
+        return None
+    return float(received) / float(stored)
+
+
+def round_summary(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    """One round's figures, for the JSON and the table (its series are left out)."""
+    versus = round_ratio(ours, theirs)
+    return {
+        "received_per_s": (ours.get("received") or {}).get("per_s"),
+        "mailpit_stored_per_s": (theirs.get("stored") or {}).get("per_s"),
+        "ratio": None if versus is None else round(versus, 3),
+        "complete": bool(ours.get("complete", True) and theirs.get("complete", True)),
+    }
+
+
+def median_round(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> int:
+    """The index of the round to report: the median ratio (the lower middle of an even
+    count). A round that did not complete, or has no ratio, is reported first: its
+    failure must show, not be outvoted."""
+    if not pairs:
+        raise ValueError("no rounds")
+    ratios = [round_ratio(ours, theirs) for ours, theirs in pairs]
+    for index, ((ours, theirs), versus) in enumerate(zip(pairs, ratios, strict=True)):
+        if versus is None or not (ours.get("complete", True) and theirs.get("complete", True)):
+            return index
+    values = [versus for versus in ratios if versus is not None]  # every one, here
+    order = sorted(range(len(values)), key=values.__getitem__)
+    return order[(len(order) - 1) // 2]

@@ -230,7 +230,34 @@ def e2e_rows(section: dict[str, Any]) -> list[Row]:
             per_s(mailpit_stored) + ("" if theirs.get("complete", True) else " (incomplete)"),
             cpu=_cpu(theirs.get("cpu")),
         ),
+        *_e2e_rounds_row(label, section),
     ]
+
+
+def _e2e_rounds_row(label: str, section: dict[str, Any]) -> list[Row]:
+    """With more than one round: every round's received rate and ratio (the rows above
+    are the round of the median ratio)."""
+    rounds = section.get("rounds") or []
+    if len(rounds) < 2:
+        return []
+    chosen = section.get("median_round")
+    cells = [
+        f"{per_s(r.get('received_per_s'))} ({_times(r.get('ratio'))})"
+        + (" *" if i == chosen else "")
+        for i, r in enumerate(rounds)
+    ]
+    return [
+        Row(
+            label,
+            f"{len(rounds)} rounds, alternating (* = the one above)",
+            ", ".join(cells),
+            "received (ratio to Mailpit)",
+        )
+    ]
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
 
 
 def live_rows(section: dict[str, Any]) -> list[Row]:

@@ -389,3 +389,45 @@ def test_fanout_gets_our_ports_and_only_the_options_it_has() -> None:
     ]
     assert "--quick" in fanout_options(help_text + " [--quick]", quick=True, ports=ports)
     assert fanout_options("", quick=True, ports=ports) == []
+
+
+# --- e2e rounds ---------------------------------------------------------------------------
+
+
+def _pair(received: float, mailpit_stored: float, complete: bool = True) -> tuple[dict, dict]:
+    section = _e2e(received, mailpit_stored, complete)
+    return section["tmpmail"], section["mailpit"]
+
+
+def test_the_reported_round_is_the_median_ratio() -> None:
+    from bench.e2e import median_round
+
+    pairs = [_pair(1500.0, 1500.0), _pair(900.0, 1500.0), _pair(1800.0, 1500.0)]
+    assert median_round(pairs) == 0
+    assert median_round([_pair(1800.0, 1500.0), _pair(900.0, 1500.0)]) == 1  # lower middle
+    assert median_round([_pair(1000.0, 1000.0)]) == 0
+
+
+def test_an_incomplete_round_is_reported_whatever_the_others() -> None:
+    from bench.e2e import median_round
+
+    pairs = [_pair(1500.0, 1500.0), _pair(9000.0, 1500.0, complete=False), _pair(1600.0, 1500.0)]
+    assert median_round(pairs) == 1
+
+
+def test_every_round_is_listed_under_the_judged_row() -> None:
+    from bench.e2e import round_summary
+
+    pairs = [_pair(1500.0, 1500.0), _pair(900.0, 1500.0), _pair(1800.0, 1500.0)]
+    section = {
+        **_e2e(1500.0, 1500.0),
+        "rounds": [round_summary(o, t) for o, t in pairs],
+        "median_round": 0,
+    }
+    rows = report.e2e_rows(section)
+    (listed,) = [row for row in rows if "rounds" in row.measure]
+    assert listed.tmpmail == "1,500/s (1.00x) *, 900/s (0.60x), 1,800/s (1.20x)"
+    assert not listed.target  # only the median round's row is judged
+    assert (
+        len([row for row in report.e2e_rows(_e2e(1500.0, 1500.0)) if "rounds" in row.measure]) == 0
+    )
