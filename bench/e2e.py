@@ -38,6 +38,7 @@ from bench.ingest import Scenario, smtp_source_command
 from bench.live import StorePoller, listen, tick
 from bench.mailpit import Mailpit, MailpitError, delete_all, stored_total
 from bench.refs import SmtpSource
+from bench.report import ratio
 from bench.stack import BenchError, BenchStack, create_mailbox, progress
 
 now = time.perf_counter
@@ -333,22 +334,26 @@ async def mailpit_e2e(
 
 def round_ratio(ours: dict[str, Any], theirs: dict[str, Any]) -> float | None:
     """tmpmail's received rate over Mailpit's storing rate, for one round."""
-    received = (ours.get("received") or {}).get("per_s")
-    stored = (theirs.get("stored") or {}).get("per_s")
-    if received is None or not stored:
-        return None
-    return float(received) / float(stored)
+    return ratio(_per_s(ours, "received"), _per_s(theirs, "stored"))
 
 
 def round_summary(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
     """One round's figures, for the JSON and the table (its series are left out)."""
     versus = round_ratio(ours, theirs)
     return {
-        "received_per_s": (ours.get("received") or {}).get("per_s"),
-        "mailpit_stored_per_s": (theirs.get("stored") or {}).get("per_s"),
+        "received_per_s": _per_s(ours, "received"),
+        "mailpit_stored_per_s": _per_s(theirs, "stored"),
         "ratio": None if versus is None else round(versus, 3),
-        "complete": bool(ours.get("complete", True) and theirs.get("complete", True)),
+        "complete": _round_complete(ours, theirs),
     }
+
+
+def _per_s(result: dict[str, Any], count: str) -> float | None:
+    return (result.get(count) or {}).get("per_s")
+
+
+def _round_complete(ours: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    return bool(ours.get("complete", True) and theirs.get("complete", True))
 
 
 def median_round(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> int:
@@ -359,7 +364,7 @@ def median_round(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]]) -> int:
         raise ValueError("no rounds")
     ratios = [round_ratio(ours, theirs) for ours, theirs in pairs]
     for index, ((ours, theirs), versus) in enumerate(zip(pairs, ratios, strict=True)):
-        if versus is None or not (ours.get("complete", True) and theirs.get("complete", True)):
+        if versus is None or not _round_complete(ours, theirs):
             return index
     values = [versus for versus in ratios if versus is not None]  # every one, here
     order = sorted(range(len(values)), key=values.__getitem__)

@@ -506,20 +506,26 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
     return found
 
 
+async def warm_up(tool: SmtpSource, target: Target, args: argparse.Namespace) -> None:
+    """``--warm-up-mails`` uncounted mails to ``target`` on 20 reused connections, before
+    anything is measured (see docs/performance.md, "The broker's JIT")."""
+    warm = Scenario(20, True, args.warm_up_mails)
+    progress(
+        f"{target.name}: warm-up, {warm.mails} mails on {warm.connections} connections, "
+        f"processes {target.pids()}"
+    )
+    run = await run_smtp_source(tool, target, warm, args.size, args.run_timeout)
+    if run.exit_code != 0:
+        raise BenchError(f"{target.name} refused the warm-up mails:\n{run.error}")
+
+
 async def bench(tool: SmtpSource, targets: list[Target], args: argparse.Namespace) -> dict:
     plan = scenarios(args)
     runs: dict[tuple[str, str], list[Run]] = {}
     under_load = {target.name: LatencySample() for target in targets}
     latency: dict[str, dict] = {target.name: {} for target in targets}
     for target in targets:
-        warm = Scenario(20, True, args.warm_up_mails)
-        progress(
-            f"{target.name}: warm-up, {warm.mails} mails on {warm.connections} connections, "
-            f"processes {target.pids()}"
-        )
-        run = await run_smtp_source(tool, target, warm, args.size, args.run_timeout)
-        if run.exit_code != 0:
-            raise BenchError(f"{target.name} refused the warm-up mails:\n{run.error}")
+        await warm_up(tool, target, args)
     for round_no in range(1, args.rounds + 1):
         for scenario in plan:
             for target in targets:

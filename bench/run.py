@@ -395,12 +395,12 @@ class Bench:
         """The ingest scenario's warm-up when it does not run: a broker in service is warm
         (its JIT has compiled its hot paths; see docs/performance.md, "The broker's JIT"),
         and a cold one took a third of a core more in the e2e scenario."""
-        warm = ingest.Scenario(20, True, self.counts.ingest_warm_up)
+        args = ingest.parse_args(["--warm-up-mails", str(self.counts.ingest_warm_up)])
         target = Target("ingest", stack.ports.smtp, run_dir=stack.state_dir / "run")
-        progress(f"warm-up: {warm.mails:,} mails on {warm.connections} connections to tmpmail")
-        run = await ingest.run_smtp_source(tool, target, warm, 5120, 600.0)
-        if run.exit_code != 0:  # the scenarios after it fail with their own errors
-            progress(f"warm-up: tmpmail refused mails: {run.error}")
+        try:
+            await ingest.warm_up(tool, target, args)
+        except BenchError as exc:  # the scenarios after it fail with their own errors
+            progress(f"warm-up: {exc}")
 
     async def e2e(self, tool: SmtpSource, stack: BenchStack, mailpit: Mailpit) -> dict[str, Any]:
         """The e2e pair ``e2e_rounds`` times, tmpmail then Mailpit each time, so that both

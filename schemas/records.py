@@ -63,14 +63,19 @@ def message_id_for(ingest_id: str, recipient: str) -> str:
     return digest.hexdigest()
 
 
+def json_bytes(model: BaseModel, *, by_alias: bool = False) -> bytes:
+    """``model`` as UTF-8 JSON: the serializer's own bytes (``model_dump_json()`` decodes
+    them to a str, which every caller then encoded again)."""
+    return model.__pydantic_serializer__.to_json(model, by_alias=by_alias)
+
+
 class Record(BaseModel):
     """A versioned wire record: JSON bytes, validated on the way in."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     def to_bytes(self) -> bytes:
-        # The serializer's own UTF-8 bytes: model_dump_json() decodes them to a str.
-        return self.__pydantic_serializer__.to_json(self)
+        return json_bytes(self)
 
     @classmethod
     def from_bytes(cls, data: bytes | str | None) -> Self:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import ValidationError
 
 from schemas.mail import ParsedMail
+from schemas.records import json_bytes
 from store.port import CHUNK_SIZE, NewMessage, StoreError
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -49,9 +50,7 @@ def document_chunks(message: NewMessage) -> list[bytes]:
     """The message's document as UTF-8 JSON, in chunks (none without a document)."""
     if message.document is None:
         return []
-    document = message.document
-    # The serializer's UTF-8 bytes as they are (model_dump_json() decodes them to a str).
-    return split_chunks(document.__pydantic_serializer__.to_json(document, by_alias=True))
+    return split_chunks(json_bytes(message.document, by_alias=True))
 
 
 def attachment_chunks(message: NewMessage) -> Iterator[tuple[str, int, int, bytes]]:
