@@ -77,6 +77,7 @@ from bench.stack import (
     sigterm_as_interrupt,
     stamp,
 )
+from deploy.launcher import role_of
 from schemas.runtime import loop_factory
 
 SCENARIOS = ("parse", "ingest", "e2e", "live", "growth", "replay", "fanout", "mongodb")
@@ -179,11 +180,19 @@ class BenchPorts:
 
 
 class Bench:
-    def __init__(self, counts: Counts, ports: BenchPorts, only: list[str], quick: bool) -> None:
+    def __init__(
+        self,
+        counts: Counts,
+        ports: BenchPorts,
+        only: list[str],
+        quick: bool,
+        streams: int | None = None,
+    ) -> None:
         self.counts = counts
         self.ports = ports
         self.only = only
         self.quick = quick
+        self.streams = streams
         self.meter = CpuMeter()
         self.started_at = stamp()
         self.out_dir = RESULTS_DIR / self.started_at
@@ -196,6 +205,7 @@ class Bench:
             "only": only,
             "counts": _jsonable(asdict(counts)),
             "ports": asdict(ports),
+            "streams_processes": streams,
             "scenarios": {},
         }
         self._tool: SmtpSource | None = None
@@ -243,6 +253,8 @@ class Bench:
         down and its data removed after (its logs stay). None if it did not start (then
         every scenario in ``names`` has that error)."""
         env = {"TMPMAIL_SSE_QUEUE_SIZE": "10000", **extra_env}
+        if self.streams is not None:
+            env["TMPMAIL_STREAMS_PROCESSES"] = str(self.streams)
         stack = BenchStack(STATE_ROOT / name, self.ports.stack(), extra_env=env)
         try:
             stack.wipe_data()
@@ -518,14 +530,13 @@ class Bench:
 
 
 def stack_roles(stack: BenchStack) -> dict[str, Callable[[], list[int]]]:
-    """The stack's processes by role: ingest (every ingest process), and each service
-    the launcher's pid files name (kafka, streams, api, ferretdb)."""
+    """The stack's processes by role: ingest (every ingest process), and each role the
+    launcher's pid files name (kafka, streams: every worker, api, ferretdb)."""
     target = Target("ingest", stack.ports.smtp, run_dir=stack.state_dir / "run")
 
-    def service(name: str) -> Callable[[], list[int]]:
+    def service(role: str) -> Callable[[], list[int]]:
         def pids() -> list[int]:
-            pid = target.stack_pids().get(name)
-            return [pid] if pid else []
+            return [pid for name, pid in target.stack_pids().items() if role_of(name) == role]
 
         return pids
 
@@ -654,6 +665,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"scenarios, comma-separated (default: all of {','.join(SCENARIOS)})",
     )
     parser.add_argument(
+        "--streams",
+        type=int,
+        metavar="N",
+        help="streams workers of every stack (TMPMAIL_STREAMS_PROCESSES; default: its default)",
+    )
+    parser.add_argument(
         "--port-offset",
         type=int,
         default=0,
@@ -676,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
     ports = BenchPorts().shifted(args.port_offset)
     only = [name for name in SCENARIOS if name in args.only]
     try:
-        bench = Bench(counts, ports, only, args.quick)
+        bench = Bench(counts, ports, only, args.quick, args.streams)
     except MissingExtra as exc:
         print(f"bench.run: {exc}", file=sys.stderr)
         return 1

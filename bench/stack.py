@@ -108,8 +108,9 @@ class BenchStack:
 
     def wipe_data(self) -> None:
         """Forget the previous run's broker log, streams state and store (keep the jars)."""
-        for part in ("kafka/data", "streams", "data"):
-            path = self.state_dir / part
+        parts = [self.state_dir / "kafka/data", self.state_dir / "data"]
+        parts += self.state_dir.glob("streams*")  # every worker's: streams, streams-1, ...
+        for path in parts:
             if path.exists():
                 shutil.rmtree(path)
 

@@ -1,10 +1,10 @@
 """The ``tmpmail`` command: run the whole stack locally, or one service in the foreground.
 
-    tmpmail up [--detach] [--store sqlite|mongodb] [--ingest N]
+    tmpmail up [--detach] [--store sqlite|mongodb] [--ingest N] [--streams N]
                                                      Kafka (+ FerretDB), topics, services
     tmpmail down                                     stop everything ``up`` started
     tmpmail status                                   one line per process; exit 0 if all run
-    tmpmail ingest [--index I] | streams | api       one service in the foreground
+    tmpmail ingest|streams [--index I] | api         one service in the foreground
     tmpmail topics                                   create the topics and exit
     tmpmail replay --from-beginning | --since T | --partition P --offset O
                    [--mailbox ADDRESS] [--dry-run]   reprocess raw mail from Kafka
@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 from deploy import health
 from deploy.launcher import Launcher, LaunchError
-from schemas.settings import Settings, load_settings
+from schemas.settings import Settings, load_settings, too_many_streams_processes
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -33,6 +33,11 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
     store = args.store or settings.store
     if args.ingest is not None:
         settings = settings.model_copy(update={"ingest_processes": args.ingest})
+    if args.streams is not None:
+        too_many = too_many_streams_processes(args.streams, settings.topic_partitions)
+        if too_many:
+            raise LaunchError(f"--streams {args.streams}: {too_many}")
+        settings = settings.model_copy(update={"streams_processes": args.streams})
     return Launcher(settings).up(store=store, detach=args.detach, timeout_s=args.timeout)
 
 
@@ -44,13 +49,21 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
     return Launcher(settings).status()
 
 
-def _ingest(args: argparse.Namespace, settings: Settings) -> int:
-    if args.index >= settings.ingest_processes:
+def _check_index(index: int, processes: int, variable: str, what: str) -> None:
+    if index >= processes:
         raise LaunchError(
-            f"--index {args.index} is not below TMPMAIL_INGEST_PROCESSES "
-            f"({settings.ingest_processes}): the processes sharing the port are numbered "
-            f"0 .. {settings.ingest_processes - 1}."
+            f"--index {index} is not below {variable} ({processes}): {what} are numbered "
+            f"0 .. {processes - 1}."
         )
+
+
+def _ingest(args: argparse.Namespace, settings: Settings) -> int:
+    _check_index(
+        args.index,
+        settings.ingest_processes,
+        "TMPMAIL_INGEST_PROCESSES",
+        "the processes sharing the port",
+    )
     from ingest.main import run
 
     run(settings, index=args.index)
@@ -58,12 +71,13 @@ def _ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _streams(args: argparse.Namespace, settings: Settings) -> int:
+    _check_index(args.index, settings.streams_processes, "TMPMAIL_STREAMS_PROCESSES", "the workers")
     from bus.admin import TopicError
     from streams.main import run
 
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        run(settings)
+        run(settings, index=args.index)
     except TopicError as exc:  # Kafka unreachable: say so in one line, not a traceback
         raise LaunchError(str(exc)) from exc
     return 0
@@ -118,10 +132,16 @@ def _ingest_ready(settings: Settings) -> bool:
     return health.ingest_ready(settings, Launcher(settings).recorded_plan().ingest_processes)
 
 
+def _streams_ready(settings: Settings) -> bool:
+    """Every streams worker that ``up`` started here (or TMPMAIL_STREAMS_PROCESSES of them;
+    compose runs one per container, index 0) has its partitions and its table."""
+    return health.streams_ready(settings, Launcher(settings).recorded_plan().streams_processes)
+
+
 def _health(args: argparse.Namespace, settings: Settings) -> int:
     probes: dict[str, Callable[[Settings], bool]] = {
         "ingest": _ingest_ready,
-        "streams": health.streams_ready,
+        "streams": _streams_ready,
         "api": health.api_ready,
     }
     ready = probes[args.service](settings)
@@ -177,26 +197,39 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="ingest processes sharing the SMTP port (default: TMPMAIL_INGEST_PROCESSES)",
     )
+    up.add_argument(
+        "--streams",
+        type=_whole_number(*_setting_bounds("streams_processes")),
+        metavar="N",
+        help="streams workers splitting the raw-mail partitions, at most "
+        "TMPMAIL_TOPIC_PARTITIONS (default: TMPMAIL_STREAMS_PROCESSES)",
+    )
     up.set_defaults(func=_up)
     sub.add_parser("down", help="stop everything `up` started").set_defaults(func=_down)
     sub.add_parser("status", help="show our processes; exit 0 if all run").set_defaults(
         func=_status
     )
-    ingest = sub.add_parser("ingest", help="run the SMTP server in the foreground")
-    ingest.add_argument(
-        "--index",
-        type=_whole_number(0),
-        default=0,
-        metavar="I",
-        help="which of the TMPMAIL_INGEST_PROCESSES processes sharing the port this is "
-        "(0 .. N-1; default: %(default)s)",
-    )
-    ingest.set_defaults(func=_ingest)
-    for name, func, what in (
-        ("streams", _streams, "the Faust stream processor"),
-        ("api", _api, "the HTTP API and live events"),
+    for name, func, what, which in (
+        (
+            "ingest",
+            _ingest,
+            "the SMTP server",
+            "TMPMAIL_INGEST_PROCESSES processes sharing the port",
+        ),
+        ("streams", _streams, "the Faust stream processor", "TMPMAIL_STREAMS_PROCESSES workers"),
     ):
-        sub.add_parser(name, help=f"run {what} in the foreground").set_defaults(func=func)
+        service = sub.add_parser(name, help=f"run {what} in the foreground")
+        service.add_argument(
+            "--index",
+            type=_whole_number(0),
+            default=0,
+            metavar="I",
+            help=f"which of the {which} this is (0 .. N-1; default: %(default)s)",
+        )
+        service.set_defaults(func=func)
+    sub.add_parser("api", help="run the HTTP API and live events in the foreground").set_defaults(
+        func=_api
+    )
     sub.add_parser("topics", help="create the Kafka topics and exit").set_defaults(func=_topics)
     again = sub.add_parser(
         "replay",

@@ -4,7 +4,10 @@ They implement the services' readiness contracts:
 
 * ingest process ``i`` (of ``TMPMAIL_INGEST_PROCESSES``, all on one port) has written
   ``<run>/ingest-<i>.ready`` (JSON with its pid) once it listens; the port answers ``EHLO``;
-* streams has written ``<run>/streams.ready`` (JSON with its pid) and not removed it;
+* streams worker ``i`` (of ``TMPMAIL_STREAMS_PROCESSES``, one consumer group) has written
+  ``<run>/streams-<i>.ready`` (JSON with its pid and its raw-mail partitions) and not
+  removed it; the launcher also waits until the workers' files together name every
+  partition once (:func:`streams_group_settled`): the group has finished rebalancing;
 * api answers ``GET /readyz`` with 200;
 * Kafka answers a metadata request that lists a registered broker (an open port is not
   enough: a broker still starting accepts connections before it can create topics);
@@ -84,6 +87,15 @@ def ready_file_pid(path: Path) -> int | None:
         return None
 
 
+def ready_file_partitions(path: Path) -> list[int] | None:
+    """The partitions a streams worker's ready file names, or None if absent or unreadable."""
+    try:
+        partitions = json.loads(path.read_text())["partitions"]
+        return [int(p) for p in partitions]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def written_by(path: Path, expected_pid: int | None = None) -> bool:
     """Ready file ``path`` present and written by ``expected_pid`` (or by any live process)."""
     pid = ready_file_pid(path)
@@ -95,9 +107,32 @@ def written_by(path: Path, expected_pid: int | None = None) -> bool:
     return info is not None and not info.zombie
 
 
-def streams_ready(settings: Settings, expected_pid: int | None = None) -> bool:
-    """Ready file present and written by ``expected_pid`` (or by any live process)."""
-    return written_by(settings.streams_ready_file, expected_pid)
+def streams_process_ready(
+    settings: Settings, index: int = 0, expected_pid: int | None = None
+) -> bool:
+    """Streams worker ``index`` has partitions and its table: its ready file names
+    ``expected_pid`` (or a live process)."""
+    return written_by(settings.streams_ready_file(index), expected_pid)
+
+
+def streams_ready(settings: Settings, processes: int | None = None) -> bool:
+    """Every streams worker ``0 .. processes - 1`` (default: TMPMAIL_STREAMS_PROCESSES) has
+    its ready file, by a live pid."""
+    count = settings.streams_processes if processes is None else processes
+    return all(streams_process_ready(settings, index) for index in range(count))
+
+
+def streams_group_settled(settings: Settings, processes: int) -> bool:
+    """The ready files of workers ``0 .. processes - 1`` together name each raw-mail
+    partition exactly once. Until then a rebalance is under way (a worker that joined
+    last has none yet, or one that had them all still says so)."""
+    named: list[int] = []
+    for index in range(processes):
+        partitions = ready_file_partitions(settings.streams_ready_file(index))
+        if not partitions:
+            return False
+        named += partitions
+    return sorted(named) == list(range(settings.topic_partitions))
 
 
 def ingest_process_ready(settings: Settings, index: int, expected_pid: int | None = None) -> bool:

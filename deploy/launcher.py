@@ -3,8 +3,10 @@
 ``up`` provisions what is missing, starts Kafka (and the FerretDB stand-in for
 ``--store mongodb`` with a loopback ``TMPMAIL_MONGO_URL``), creates every topic, then
 starts streams, api and ingest as child processes, each in its own session, and waits
-until each one is ready. Ingest runs as ``TMPMAIL_INGEST_PROCESSES`` processes on one
-SMTP port (SO_REUSEPORT), named ``ingest-0`` .. ``ingest-<N-1>``. State lives under
+until each one is ready. Streams runs as ``TMPMAIL_STREAMS_PROCESSES`` workers of one
+consumer group, named ``streams-0`` .. ``streams-<N-1>``; ingest as
+``TMPMAIL_INGEST_PROCESSES`` processes on one SMTP port (SO_REUSEPORT), named
+``ingest-0`` .. ``ingest-<N-1>``. State lives under
 ``settings.state_dir``: ``logs/<name>.log``, ``run/<name>.pid``, ``run/stack.json`` (what
 ``up`` started) and the data directories.
 """
@@ -43,11 +45,12 @@ from schemas.settings import Settings
 Store = Literal["sqlite", "mongodb"]
 Output = Callable[[str], None]
 
-#: Start order of the roles; ``down`` stops in the reverse order, Kafka last. The ingest
-#: role runs as ``ingest-0`` .. ``ingest-<N-1>`` (:func:`ingest_name`).
+#: Start order of the roles; ``down`` stops in the reverse order, Kafka last. Each role
+#: of :data:`SCALED_ROLES` runs as ``<role>-0`` .. ``<role>-<N-1>`` (:func:`process_name`).
 PROCESS_ORDER = ("kafka", "ferretdb", "streams", "api", "ingest")
+SCALED_ROLES = ("streams", "ingest")
 LAUNCHER = "launcher"
-INGEST_NAME = re.compile(r"ingest-(0|[1-9][0-9]*)")
+SCALED_NAME = re.compile(rf"({'|'.join(SCALED_ROLES)})-(0|[1-9][0-9]*)")
 
 KAFKA_READY_TIMEOUT_S = 60.0
 FERRETDB_READY_TIMEOUT_S = 30.0
@@ -62,30 +65,33 @@ class LaunchError(RuntimeError):
     """The stack cannot start or stop as asked; the message says what to do."""
 
 
-def ingest_name(index: int) -> str:
-    return f"ingest-{index}"
+def process_name(role: str, index: int) -> str:
+    """``ingest-3``: process ``index`` of a role of :data:`SCALED_ROLES`."""
+    return f"{role}-{index}"
 
 
-def ingest_index(name: str) -> int | None:
-    """``3`` for ``ingest-3``; None for a name that is not an ingest process's."""
-    match = INGEST_NAME.fullmatch(name)
-    return int(match.group(1)) if match else None
+def scaled(name: str) -> tuple[str, int] | None:
+    """``("ingest", 3)`` for ``ingest-3``; None for a name not of a scaled role's process."""
+    match = SCALED_NAME.fullmatch(name)
+    return (match.group(1), int(match.group(2))) if match else None
 
 
 def role_of(name: str) -> str:
     """The role in :data:`PROCESS_ORDER` of process ``name``: ``ingest`` for ``ingest-3``."""
-    return "ingest" if ingest_index(name) is not None else name
+    found = scaled(name)
+    return found[0] if found else name
 
 
 def start_order(name: str) -> tuple[int, int]:
-    """Sort key: by role in :data:`PROCESS_ORDER`, ingest processes by index."""
-    return PROCESS_ORDER.index(role_of(name)), ingest_index(name) or 0
+    """Sort key: by role in :data:`PROCESS_ORDER`, a scaled role's processes by index."""
+    found = scaled(name)
+    return PROCESS_ORDER.index(role_of(name)), found[1] if found else 0
 
 
 def service_command(name: str) -> list[str]:
-    """How the launcher runs service ``name`` (``streams``, ``api``, ``ingest-<i>``)."""
-    index = ingest_index(name)
-    args = [name] if index is None else ["ingest", "--index", str(index)]
+    """How the launcher runs service ``name`` (``api``, ``streams-<i>``, ``ingest-<i>``)."""
+    found = scaled(name)
+    args = [name] if found is None else [found[0], "--index", str(found[1])]
     return [sys.executable, "-m", "deploy.cli", *args]
 
 
@@ -108,17 +114,21 @@ class Plan:
     local_mongo: bool
     ports: tuple[Port, ...]
     ingest_processes: int = 1
+    streams_processes: int = 1
 
-    @property
-    def ingest_names(self) -> list[str]:
-        return [ingest_name(index) for index in range(self.ingest_processes)]
+    def names(self, role: str) -> list[str]:
+        """The processes of ``role``: ``[role]``, or its N of :data:`SCALED_ROLES`."""
+        if role not in SCALED_ROLES:
+            return [role]
+        count = self.ingest_processes if role == "ingest" else self.streams_processes
+        return [process_name(role, index) for index in range(count)]
 
     @property
     def processes(self) -> list[str]:
         """Every process ``up`` starts, in start order."""
         wanted = {"kafka": self.local_kafka, "ferretdb": self.local_mongo}
-        names = [role for role in PROCESS_ORDER if role != "ingest" and wanted.get(role, True)]
-        return sorted([*names, *self.ingest_names], key=start_order)
+        roles = [role for role in PROCESS_ORDER if wanted.get(role, True)]
+        return [name for role in roles for name in self.names(role)]
 
 
 def is_loopback(host: str | None) -> bool:
@@ -165,7 +175,14 @@ def make_plan(settings: Settings, store: Store) -> Plan:
         ]
     if local_mongo:
         ports.append(Port("mongo", "127.0.0.1", settings.mongo_port, "TMPMAIL_MONGO_URL"))
-    return Plan(store, local_kafka, local_mongo, tuple(ports), settings.ingest_processes)
+    return Plan(
+        store,
+        local_kafka,
+        local_mongo,
+        tuple(ports),
+        settings.ingest_processes,
+        settings.streams_processes,
+    )
 
 
 def log_tail(path: Path, lines: int = 20) -> str:
@@ -240,13 +257,13 @@ class Launcher:
         return self.settings.run_dir / "stack.json"
 
     def known_processes(self) -> list[str]:
-        """Every process of ours that may run, in start order: each role but ingest, and
-        each ingest process with a pid file (whatever the N of the run that started it)
-        or started by this launcher (its pid file may not be written yet)."""
-        with_pid_files = {path.stem for path in self.settings.run_dir.glob("ingest-*.pid")}
-        ingest = [n for n in with_pid_files | set(self.children) if ingest_index(n) is not None]
-        others = [role for role in PROCESS_ORDER if role != "ingest"]
-        return sorted([*others, *ingest], key=start_order)
+        """Every process of ours that may run, in start order: each role not scaled, and
+        each process of a scaled role with a pid file (whatever the N of the run that
+        started it) or started by this launcher (its pid file may not be written yet)."""
+        with_pid_files = {path.stem for path in self.settings.run_dir.glob("*.pid")}
+        numbered = [n for n in with_pid_files | set(self.children) if scaled(n) is not None]
+        others = [role for role in PROCESS_ORDER if role not in SCALED_ROLES]
+        return sorted([*others, *numbered], key=start_order)
 
     def running(self) -> dict[str, int]:
         """Our live processes by name (launcher included); stale pid files are removed."""
@@ -270,6 +287,7 @@ class Launcher:
                 local_mongo=record["local_mongo"],
                 ports=tuple(Port(**port) for port in record["ports"]),
                 ingest_processes=record.get("ingest_processes", 1),
+                streams_processes=record.get("streams_processes", 1),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return make_plan(self.settings, self.settings.store)
@@ -335,8 +353,8 @@ class Launcher:
         if plan.local_mongo:
             self._start_ferretdb()
         self._create_topics()
-        self._start_services(["streams"], plan, timeout_s)
-        self._start_services(["api", *plan.ingest_names], plan, timeout_s)
+        self._start_services(plan.names("streams"), plan, timeout_s)
+        self._start_services([*plan.names("api"), *plan.names("ingest")], plan, timeout_s)
 
     def _start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
         log = self.log_path(name)
@@ -384,6 +402,7 @@ class Launcher:
         env["TMPMAIL_STORE"] = plan.store
         env["TMPMAIL_STATE_DIR"] = str(self.settings.state_dir)
         env["TMPMAIL_INGEST_PROCESSES"] = str(plan.ingest_processes)
+        env["TMPMAIL_STREAMS_PROCESSES"] = str(plan.streams_processes)
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
@@ -393,6 +412,9 @@ class Launcher:
         for name in names:
             self._start(name, service_command(name), env)
         self._await_ready(names, timeout_s, started)
+        workers = [name for name in names if role_of(name) == "streams"]
+        if workers:
+            self._await_settled(workers, timeout_s, started)
 
     # --- readiness -------------------------------------------------------------------
     def probe(self, name: str, pid: int | None) -> bool:
@@ -401,27 +423,33 @@ class Launcher:
             return health.kafka_ready(settings)
         if name == "ferretdb":
             return health.tcp_ready("127.0.0.1", settings.mongo_port)
-        if name == "streams":
-            return health.streams_ready(settings, pid)
         if name == "api":
             return health.api_ready(settings)
-        index = ingest_index(name)
-        if index is not None:
-            return health.ingest_process_ready(settings, index, pid)
+        found = scaled(name)
+        if found is not None and found[0] == "streams":
+            return health.streams_process_ready(settings, found[1], pid)
+        if found is not None and found[0] == "ingest":
+            return health.ingest_process_ready(settings, found[1], pid)
         raise ValueError(f"unknown process {name!r}")
+
+    def _exited(self, name: str) -> LaunchError | None:
+        proc = self.children[name]
+        if proc.poll() is None:
+            return None
+        return LaunchError(
+            f"{name} exited with code {proc.returncode} before it was ready; "
+            f"its log is {self.log_path(name)}:\n{log_tail(self.log_path(name))}"
+        )
 
     def _await_ready(self, names: list[str], timeout_s: float, started: float) -> None:
         deadline = started + timeout_s
         pending = list(names)
         while pending:
             for name in list(pending):
-                proc = self.children[name]
-                if proc.poll() is not None:
-                    raise LaunchError(
-                        f"{name} exited with code {proc.returncode} before it was ready; "
-                        f"its log is {self.log_path(name)}:\n{log_tail(self.log_path(name))}"
-                    )
-                if self.probe(name, proc.pid):
+                exited = self._exited(name)
+                if exited is not None:
+                    raise exited
+                if self.probe(name, self.children[name].pid):
                     pending.remove(name)
                     self.out(f"{name} ready in {time.monotonic() - started:.1f}s")
             if pending and time.monotonic() >= deadline:
@@ -432,6 +460,28 @@ class Launcher:
                 )
             if pending:
                 time.sleep(READY_POLL_S)
+
+    def _await_settled(self, workers: list[str], timeout_s: float, started: float) -> None:
+        """Wait until the streams workers' ready files name each raw-mail partition once:
+        the consumer group has settled (one worker alone settles at once)."""
+        deadline = started + timeout_s
+        while not health.streams_group_settled(self.settings, len(workers)):
+            for name in workers:
+                exited = self._exited(name)
+                if exited is not None:
+                    raise exited
+            if time.monotonic() >= deadline:
+                raise LaunchError(
+                    f"the {len(workers)} streams workers did not settle on the "
+                    f"{self.settings.topic_partitions} raw-mail partitions within "
+                    f"{timeout_s:.0f}s; their logs are {self.log_path('streams-*')}"
+                )
+            time.sleep(READY_POLL_S)
+        if len(workers) > 1:
+            self.out(
+                f"streams workers settled on {self.settings.topic_partitions} partitions "
+                f"in {time.monotonic() - started:.1f}s"
+            )
 
     def _print_addresses(self, plan: Plan) -> None:
         settings = self.settings
@@ -524,9 +574,9 @@ class Launcher:
         """Once everything has stopped: no launcher, no plan, no stale ready file."""
         self.pid_file(LAUNCHER).remove()
         self.stack_file.unlink(missing_ok=True)
-        self.settings.streams_ready_file.unlink(missing_ok=True)
-        for ready_file in self.settings.run_dir.glob("ingest-*.ready"):
-            ready_file.unlink(missing_ok=True)
+        for role in SCALED_ROLES:
+            for ready_file in self.settings.run_dir.glob(f"{role}-*.ready"):
+                ready_file.unlink(missing_ok=True)
 
     def _ports_released(self, plan: Plan) -> bool:
         def all_free() -> bool:

@@ -111,6 +111,14 @@ class Settings(BaseSettings):
         default=8.0, gt=0, description="How long raw mail stays on Kafka for replay."
     )
     produce_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    streams_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Streams workers `up` runs, one consumer group: the raw-mail partitions "
+        "are split between them (at most TMPMAIL_TOPIC_PARTITIONS; a worker beyond that would "
+        "have none).",
+    )
     streams_session_timeout_s: float = Field(
         default=30.0,
         ge=6,
@@ -252,6 +260,9 @@ class Settings(BaseSettings):
                 "TMPMAIL_MAILBOX_COOLDOWN_DAYS: mail would outlive the hold on its address, "
                 "into the next owner's mailbox"
             )
+        too_many = too_many_streams_processes(self.streams_processes, self.topic_partitions)
+        if too_many:
+            raise ValueError(too_many)
         if self.mailbox_max_lifetime_days < self.mailbox_ttl_days:
             raise ValueError(
                 "TMPMAIL_MAILBOX_MAX_LIFETIME_DAYS must be at least TMPMAIL_MAILBOX_TTL_DAYS"
@@ -301,10 +312,10 @@ class Settings(BaseSettings):
         """The largest Kafka record: the largest mail plus :data:`RECORD_OVERHEAD`."""
         return self.max_message_bytes + RECORD_OVERHEAD
 
-    @property
-    def streams_ready_file(self) -> Path:
-        """Written by streams once it has its partitions and its table (see deploy.health)."""
-        return self.run_dir / "streams.ready"
+    def streams_ready_file(self, index: int) -> Path:
+        """Written by streams worker ``index`` once it has its partitions and its table
+        (see deploy.health), removed while it has none."""
+        return self.run_dir / f"streams-{index}.ready"
 
     def ingest_ready_file(self, index: int) -> Path:
         """Written by ingest process ``index`` once it listens, removed when it stops."""
@@ -321,6 +332,18 @@ class Settings(BaseSettings):
     @property
     def http_url(self) -> str:
         return f"http://{self.http_host}:{self.http_port}"
+
+
+def too_many_streams_processes(processes: int, partitions: int) -> str | None:
+    """Why ``processes`` streams workers cannot share ``partitions`` raw-mail partitions,
+    or None if they can."""
+    if processes <= partitions:
+        return None
+    return (
+        f"{processes} streams workers is more than TMPMAIL_TOPIC_PARTITIONS ({partitions}): "
+        "a worker without a raw-mail partition has nothing to do and is never ready. "
+        f"Run at most {partitions}."
+    )
 
 
 class SettingsError(SystemExit):

@@ -90,14 +90,18 @@ class QuietMonitor(Monitor):
         pass
 
 
-def build_app(settings: Settings, store: MailStore, producer: AsyncProducer) -> faust.App:
-    """The worker's app. ``producer`` publishes deliveries and drops (the one publish path
-    every process uses); Faust's own producer writes only the table's changelog."""
+def build_app(
+    settings: Settings, store: MailStore, producer: AsyncProducer, index: int = 0
+) -> faust.App:
+    """The app of worker ``index`` (of ``TMPMAIL_STREAMS_PROCESSES``, one consumer group:
+    each has its own table directory and ready file). ``producer`` publishes deliveries
+    and drops (the one publish path every process uses); Faust's own producer writes only
+    the table's changelog."""
     partitions = settings.topic_partitions
     app = faust.App(
         STREAMS_APP_ID,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
-        **table_store_settings(settings),
+        **table_store_settings(settings, index),
         web_enabled=False,
         Monitor=QuietMonitor,
         topic_partitions=partitions,
@@ -204,7 +208,7 @@ def build_app(settings: Settings, store: MailStore, producer: AsyncProducer) -> 
             # Their table entries stay, expired: look-ups pass them by and ask the store.
             log.warning("tombstones of %d purged mailboxes failed: %s", counts.mailboxes, exc)
 
-    ready_file = settings.streams_ready_file
+    ready_file = settings.streams_ready_file(index)
     reported: list[list[int] | None] = [None]
 
     @app.timer(0.5)

@@ -1,10 +1,12 @@
 """The streams worker's local state belongs to one Kafka cluster.
 
 Faust keeps its local state (table data, and offsets once a RocksDB store is used) under
-``<state>/streams``. That state describes the topics of one cluster: once the broker has
-been formatted anew, it has a new cluster id and none of those offsets exist any more.
-:func:`claim_state_dir` keeps a marker, ``<dir>/CLUSTER_ID``, and starts the directory
-afresh whenever the marker is missing or names another cluster.
+``<state>/streams`` (worker 0) or ``<state>/streams-<i>`` (worker ``i`` of several): a
+RocksDB database is opened by one process at a time. That state describes the topics of
+one cluster: once the broker has been formatted anew, it has a new cluster id and none
+of those offsets exist any more. :func:`claim_state_dir` keeps a marker,
+``<dir>/CLUSTER_ID``, and starts the directory afresh whenever the marker is missing or
+names another cluster.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from schemas.settings import Settings
 MARKER = "CLUSTER_ID"
 
 
-def streams_state_dir(settings: Settings) -> Path:
-    """The Faust worker's ``datadir``."""
-    return settings.state_dir / "streams"
+def streams_state_dir(settings: Settings, index: int = 0) -> Path:
+    """The ``datadir`` of Faust worker ``index`` (worker 0 keeps the single worker's)."""
+    return settings.state_dir / ("streams" if index == 0 else f"streams-{index}")
 
 
 def claim_state_dir(path: Path, cluster_id: str) -> bool:

@@ -79,13 +79,14 @@ LifecycleOutcome = Literal["stored", "removed", "kept"]
 
 
 # --- the store ------------------------------------------------------------------------
-def table_store_settings(settings: Settings) -> dict[str, Any]:
-    """The Faust app kwargs for the table store: RocksDB, under ``<state>/streams``.
+def table_store_settings(settings: Settings, index: int = 0) -> dict[str, Any]:
+    """The Faust app kwargs for the table store of worker ``index``: RocksDB, under its
+    :func:`~streams.state.streams_state_dir`.
 
     Faust 0.15.x has no app setting for RocksDB's options; they are the table's
     ``options=`` (:func:`table_store_options`).
     """
-    return {"store": TABLE_STORE_URL, "datadir": str(streams_state_dir(settings))}
+    return {"store": TABLE_STORE_URL, "datadir": str(streams_state_dir(settings, index))}
 
 
 def table_store_options() -> dict[str, int]:
@@ -106,15 +107,15 @@ def table_memory_bound(settings: Settings) -> int:
     return settings.topic_partitions * per_partition
 
 
-def table_dir(settings: Settings) -> Path:
-    """Where the table's databases are: ``<state>/streams/v1/tables`` (Faust's
-    ``tabledir``, under ``datadir``). Only the worker may open what is in it."""
-    return streams_state_dir(settings) / f"v{FAUST_APP_VERSION}" / "tables"
+def table_dir(settings: Settings, index: int = 0) -> Path:
+    """Where worker ``index``'s table databases are: ``<state>/streams/v1/tables`` for
+    worker 0 (Faust's ``tabledir``, under ``datadir``). Only that worker may open them."""
+    return streams_state_dir(settings, index) / f"v{FAUST_APP_VERSION}" / "tables"
 
 
-def partition_db_path(settings: Settings, partition: int) -> Path:
+def partition_db_path(settings: Settings, partition: int, index: int = 0) -> Path:
     """One partition's database: ``<table_dir>/mailboxes_by_address-<partition>.db``."""
-    return table_dir(settings) / f"{MAILBOX_TABLE}-{partition}.db"
+    return table_dir(settings, index) / f"{MAILBOX_TABLE}-{partition}.db"
 
 
 # --- reading ----------------------------------------------------------------------------

@@ -20,9 +20,9 @@ from deploy.cli import main
 from deploy.launcher import (
     Launcher,
     LaunchError,
-    ingest_index,
     make_plan,
     role_of,
+    scaled,
     service_command,
     start_order,
 )
@@ -90,14 +90,14 @@ def listener() -> Iterator[Callable[[int], socket.socket]]:
 
 def test_sqlite_plan_runs_kafka_and_the_services(make_settings: MakeSettings) -> None:
     plan = make_plan(make_settings(), "sqlite")
-    assert plan.processes == ["kafka", "streams", "api", "ingest-0"]
+    assert plan.processes == ["kafka", "streams-0", "api", "ingest-0"]
     assert [port.role for port in plan.ports] == ["smtp", "http", "kafka", "kafka controller"]
 
 
 def test_mongodb_plan_adds_ferretdb_for_a_loopback_url(make_settings: MakeSettings) -> None:
     settings = make_settings()
     plan = make_plan(settings, "mongodb")
-    assert plan.processes == ["kafka", "ferretdb", "streams", "api", "ingest-0"]
+    assert plan.processes == ["kafka", "ferretdb", "streams-0", "api", "ingest-0"]
     mongo = [port for port in plan.ports if port.role == "mongo"]
     assert [(port.port, port.variable) for port in mongo] == [
         (settings.mongo_port, "TMPMAIL_MONGO_URL")
@@ -120,31 +120,51 @@ def test_remote_mongodb_is_never_started(make_settings: MakeSettings, url: str) 
 
 def test_remote_kafka_is_not_started(make_settings: MakeSettings) -> None:
     plan = make_plan(make_settings(kafka_bootstrap="kafka.example.net:9092"), "sqlite")
-    assert plan.processes == ["streams", "api", "ingest-0"]
+    assert plan.processes == ["streams-0", "api", "ingest-0"]
 
 
 def test_a_plan_runs_one_named_process_per_ingest(make_settings: MakeSettings) -> None:
     plan = make_plan(make_settings(ingest_processes=3), "sqlite")
     assert plan.ingest_processes == 3
-    assert plan.processes == ["kafka", "streams", "api", "ingest-0", "ingest-1", "ingest-2"]
+    assert plan.processes == ["kafka", "streams-0", "api", "ingest-0", "ingest-1", "ingest-2"]
     assert [port.role for port in plan.ports].count("smtp") == 1, "one port for all of them"
 
 
-def test_ingest_process_names() -> None:
-    assert [ingest_index(name) for name in ("ingest-0", "ingest-12")] == [0, 12]
-    for other in ("ingest", "ingest-", "ingest-01", "ingest-x", "api", "ingest-1.ready"):
-        assert ingest_index(other) is None, other
-    assert [role_of(name) for name in ("ingest-3", "api", "kafka")] == ["ingest", "api", "kafka"]
-    names = ["ingest-10", "kafka", "ingest-9", "api", "ingest-0", "streams", "ferretdb"]
-    assert sorted(names, key=start_order) == [
-        *("kafka", "ferretdb", "streams", "api"),
+def test_a_plan_runs_one_named_process_per_streams_worker(make_settings: MakeSettings) -> None:
+    plan = make_plan(make_settings(streams_processes=3, ingest_processes=2), "sqlite")
+    assert plan.streams_processes == 3
+    assert plan.processes == [
+        *("kafka", "streams-0", "streams-1", "streams-2", "api", "ingest-0", "ingest-1")
+    ]
+    assert plan.names("streams") == ["streams-0", "streams-1", "streams-2"]
+    assert plan.names("api") == ["api"]
+
+
+def test_process_names_of_the_scaled_roles() -> None:
+    assert [scaled(name) for name in ("ingest-0", "ingest-12", "streams-3")] == [
+        ("ingest", 0),
+        ("ingest", 12),
+        ("streams", 3),
+    ]
+    for other in (
+        *("ingest", "ingest-", "ingest-01", "ingest-x", "api", "ingest-1.ready"),
+        *("streams", "streams-", "api-0", "kafka-1"),
+    ):
+        assert scaled(other) is None, other
+    assert [role_of(name) for name in ("ingest-3", "streams-1", "api", "kafka")] == [
+        *("ingest", "streams", "api", "kafka")
+    ]
+    names = ["ingest-10", "kafka", "streams-1", "ingest-9", "api", "ingest-0", "streams-0"]
+    assert sorted([*names, "ferretdb"], key=start_order) == [
+        *("kafka", "ferretdb", "streams-0", "streams-1", "api"),
         *("ingest-0", "ingest-9", "ingest-10"),
     ]
 
 
-def test_each_ingest_process_is_started_with_its_index() -> None:
+def test_each_scaled_process_is_started_with_its_index() -> None:
     assert service_command("ingest-2")[1:] == ["-m", "deploy.cli", "ingest", "--index", "2"]
-    assert service_command("streams")[1:] == ["-m", "deploy.cli", "streams"]
+    assert service_command("streams-1")[1:] == ["-m", "deploy.cli", "streams", "--index", "1"]
+    assert service_command("api")[1:] == ["-m", "deploy.cli", "api"]
     assert service_command("ingest-0")[0] == sys.executable
 
 
@@ -159,30 +179,33 @@ def test_stack_json_records_the_ingest_processes(make_settings: MakeSettings) ->
     assert Launcher(make_settings(), out=lambda line: None).recorded_plan() == plan
 
 
-def test_a_stack_json_from_before_ingest_processes_means_one(
+def test_a_stack_json_from_before_the_process_counts_means_one_each(
     make_settings: MakeSettings,
 ) -> None:
     settings = make_settings()
     launcher = Launcher(settings, out=lambda line: None)
-    record = asdict(make_plan(settings, "sqlite"))
-    del record["ingest_processes"]
+    record = asdict(make_plan(make_settings(streams_processes=2, ingest_processes=2), "sqlite"))
+    del record["ingest_processes"], record["streams_processes"]
     settings.run_dir.mkdir(parents=True)
     launcher.stack_file.write_text(json.dumps(record))
-    assert launcher.recorded_plan().processes == ["kafka", "streams", "api", "ingest-0"]
+    assert launcher.recorded_plan().processes == ["kafka", "streams-0", "api", "ingest-0"]
 
 
 def test_leftover_ingest_pid_files_are_known(make_settings: MakeSettings) -> None:
     """`down` after `up --ingest 5`, when stack.json says 2 (or is gone), stops all five."""
     settings = make_settings()
     launcher = Launcher(settings, out=lambda line: None)
-    for name in ("ingest-0", "ingest-4", "ingest-11"):
+    for name in ("ingest-0", "ingest-4", "ingest-11", "streams-0", "streams-3"):
         launcher.pid_file(name).write(os.getpid())
     launcher.pid_file("ingest-x").write(os.getpid())  # not a name of ours
+    launcher.pid_file("streams").write(os.getpid())  # nor this
     assert launcher.known_processes() == [
-        *("kafka", "ferretdb", "streams", "api"),
+        *("kafka", "ferretdb", "streams-0", "streams-3", "api"),
         *("ingest-0", "ingest-4", "ingest-11"),
     ]
-    assert set(launcher.running()) == {"ingest-0", "ingest-4", "ingest-11"}
+    assert set(launcher.running()) == {
+        *("ingest-0", "ingest-4", "ingest-11", "streams-0", "streams-3")
+    }
 
 
 def test_status_shows_one_line_per_ingest_process(
@@ -196,9 +219,9 @@ def test_status_shows_one_line_per_ingest_process(
     launcher.pid_file("ingest-1").write(os.getpid())
     write_ready_file(settings.ingest_ready_file(1), {"pid": os.getpid(), "index": 1})
     launcher.pid_file("ingest-2").write(os.getpid())  # a leftover of a larger N: shown too
-    assert launcher.status() == 1  # kafka, streams, api and ingest-0 are not running
+    assert launcher.status() == 1  # kafka, streams-0, api and ingest-0 are not running
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
-    assert list(lines) == ["kafka", "streams", "api", "ingest-0", "ingest-1", "ingest-2"]
+    assert list(lines) == ["kafka", "streams-0", "api", "ingest-0", "ingest-1", "ingest-2"]
     assert "alive=no" in lines["ingest-0"]
     assert f"pid={os.getpid()}" in lines["ingest-1"] and "ready=yes" in lines["ingest-1"]
     assert "ready=no" in lines["ingest-2"], "ingest-2 has no ready file"
@@ -336,26 +359,31 @@ def test_down_stops_every_ingest_process_first_and_forgets_their_ready_files(
     make_settings: MakeSettings,
 ) -> None:
     """Stand-ins (sleep) under the names of a stack whose stack.json says two ingest
-    processes, plus a leftover ingest-5 of a larger N: all stop, ingest first, Kafka last."""
+    processes and two streams workers, plus a leftover ingest-5 of a larger N: all stop,
+    ingest first, then api, the workers, Kafka last."""
     settings = make_settings()
     lines: list[str] = []
     launcher = Launcher(settings, out=lines.append)
     settings.run_dir.mkdir(parents=True)
-    plan = make_plan(make_settings(ingest_processes=2), "sqlite")
+    plan = make_plan(make_settings(ingest_processes=2, streams_processes=2), "sqlite")
     launcher.stack_file.write_text(json.dumps(asdict(plan)))
     stand_ins = {}
-    for name in ("kafka", "api", "ingest-0", "ingest-1", "ingest-5"):
+    for name in ("kafka", "streams-0", "streams-1", "api", "ingest-0", "ingest-1", "ingest-5"):
         stand_ins[name] = subprocess.Popen(["sleep", "60"], start_new_session=True)
         launcher.pid_file(name).write(stand_ins[name].pid)
     for index in (0, 1, 5):
         write_ready_file(settings.ingest_ready_file(index), {"pid": 1, "index": index})
+    for index in (0, 1):
+        write_ready_file(settings.streams_ready_file(index), {"pid": 1, "partitions": [index]})
     assert launcher.down() == 0
     for name, proc in stand_ins.items():
         assert proc.wait(timeout=5) == -signal.SIGTERM, name
     stopping = [line.split()[1] for line in lines if line.startswith("stopping ")]
-    assert stopping == ["ingest-0", "ingest-1", "ingest-5", "api", "kafka"]
+    assert stopping == [
+        *("ingest-0", "ingest-1", "ingest-5", "api", "streams-0", "streams-1", "kafka")
+    ]
     assert not list(settings.run_dir.glob("*.pid"))
-    assert not list(settings.run_dir.glob("ingest-*.ready"))
+    assert not list(settings.run_dir.glob("*.ready"))
     assert not launcher.stack_file.exists()
 
 
@@ -368,6 +396,54 @@ def test_ingest_readiness_is_its_ready_file_by_its_pid(make_settings: MakeSettin
     assert not launcher.probe("ingest-1", os.getpid() + 1), "written by another process"
     assert not launcher.probe("ingest-0", os.getpid()), "each process has its own file"
     assert health.ingest_process_ready(settings, 1)  # any live writer, for `health`
+
+
+def test_streams_readiness_is_its_ready_file_by_its_pid(make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    launcher = Launcher(settings, out=lambda line: None)
+    assert not launcher.probe("streams-1", os.getpid())
+    write_ready_file(settings.streams_ready_file(1), {"pid": os.getpid(), "partitions": [1]})
+    assert launcher.probe("streams-1", os.getpid())
+    assert not launcher.probe("streams-1", os.getpid() + 1), "written by another process"
+    assert not launcher.probe("streams-0", os.getpid()), "each worker has its own file"
+    assert not health.streams_ready(settings, 2), "streams-0 has no ready file"
+    write_ready_file(settings.streams_ready_file(0), {"pid": os.getpid(), "partitions": [0]})
+    assert health.streams_ready(settings, 2)
+
+
+@pytest.mark.parametrize(
+    ("owned", "settled"),
+    [
+        ([[0, 1, 2], [3, 4, 5]], True),
+        ([[5, 0, 3], [1, 4, 2]], True),
+        ([[0, 1, 2, 3, 4, 5], None], False),  # the second has not joined yet
+        ([[0, 1, 2, 3, 4, 5], []], False),  # it has joined, and nothing yet
+        ([[0, 1, 2, 3], [3, 4, 5]], False),  # the first still says it has 3
+        ([[0, 1, 2], [4, 5]], False),  # nobody says 3
+        ([[0, 1, 2], [3, 4, 5, 6]], False),  # not a partition of the topic
+    ],
+)
+def test_the_streams_group_is_settled_when_each_partition_is_named_once(
+    make_settings: MakeSettings, owned: list[list[int] | None], settled: bool
+) -> None:
+    settings = make_settings()
+    assert settings.topic_partitions == 6
+    settings.run_dir.mkdir(parents=True)
+    for index, partitions in enumerate(owned):
+        if partitions is not None:
+            record = {"pid": os.getpid(), "partitions": partitions}
+            write_ready_file(settings.streams_ready_file(index), record)
+    assert health.streams_group_settled(settings, len(owned)) is settled
+
+
+def test_one_worker_is_settled_only_with_every_partition(make_settings: MakeSettings) -> None:
+    settings = make_settings()
+    settings.run_dir.mkdir(parents=True)
+    record = {"pid": os.getpid(), "partitions": [0, 1, 2]}
+    write_ready_file(settings.streams_ready_file(0), record)
+    assert not health.streams_group_settled(settings, 1)
+    write_ready_file(settings.streams_ready_file(0), {**record, "partitions": list(range(6))})
+    assert health.streams_group_settled(settings, 1)
 
 
 def test_health_ingest_wants_every_ready_file_and_an_smtp_answer(
@@ -394,6 +470,25 @@ def test_cli_ingest_counts_and_indexes_are_bounded(
         main(["ingest", "--index", "-1"])
     assert main(["ingest", "--index", "1"]) == 1  # TMPMAIL_INGEST_PROCESSES is 1
     assert "TMPMAIL_INGEST_PROCESSES" in capsys.readouterr().err
+
+
+def test_cli_streams_counts_and_indexes_are_bounded(
+    make_settings: MakeSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_settings()
+    for bad in ("0", "65", "two"):
+        with pytest.raises(SystemExit) as caught:
+            main(["up", "--streams", bad])
+        assert caught.value.code == 2
+        assert "--streams" in capsys.readouterr().err
+    # More workers than raw-mail partitions (6): refused before anything starts.
+    assert main(["up", "--streams", "7"]) == 1
+    err = capsys.readouterr().err
+    assert "--streams 7" in err and "TMPMAIL_TOPIC_PARTITIONS (6)" in err and "at most 6" in err
+    with pytest.raises(SystemExit):
+        main(["streams", "--index", "-1"])
+    assert main(["streams", "--index", "1"]) == 1  # TMPMAIL_STREAMS_PROCESSES is 1
+    assert "TMPMAIL_STREAMS_PROCESSES" in capsys.readouterr().err
 
 
 def test_an_open_kafka_port_alone_is_not_ready(

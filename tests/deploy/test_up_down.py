@@ -78,10 +78,10 @@ def test_up_status_down_and_a_warm_restart_sqlite(stack_switch: StackSwitch) -> 
     first = up_detached(switch, "sqlite")
     print(f"\nfirst up --detach (sqlite, may provision): {first:.1f}s")
     status = check(switch.run("status", timeout_s=COMMAND_TIMEOUT_S), "status")
-    for name in ("kafka", "streams", "api", "ingest-0"):
+    for name in ("kafka", "streams-0", "api", "ingest-0"):
         assert f"{name} " in status and "alive=no" not in status, status
     pids = recorded_pids(settings)
-    assert set(pids) == {"kafka", "streams", "api", "ingest-0"}
+    assert set(pids) == {"kafka", "streams-0", "api", "ingest-0"}
 
     started = time.monotonic()
     check(switch.run("down", timeout_s=COMMAND_TIMEOUT_S), "down")
@@ -104,7 +104,7 @@ def test_up_down_mongodb_runs_ferretdb(stack_switch: StackSwitch) -> None:
     took = up_detached(switch, "mongodb")
     print(f"\nup --detach (mongodb, may build FerretDB): {took:.1f}s")
     pids = recorded_pids(settings)
-    assert set(pids) == {"kafka", "ferretdb", "streams", "api", "ingest-0"}
+    assert set(pids) == {"kafka", "ferretdb", "streams-0", "api", "ingest-0"}
     assert is_listening(settings.mongo_port)
     check(switch.run("status", timeout_s=COMMAND_TIMEOUT_S), "status")
 

@@ -17,7 +17,7 @@ from datetime import timedelta
 
 import httpx
 
-from deploy.health import streams_ready
+from deploy.health import streams_process_ready
 from deploy.procs import PidFile, spawn
 from schemas.keys import normalise_address
 from schemas.records import utcnow
@@ -47,9 +47,9 @@ def _restart_streams(settings: Settings) -> int:
     """Start a new worker the way the launcher does, under the same pid file."""
     env = stack_environ(TMPMAIL_STORE=settings.store, PYTHONUNBUFFERED="1")
     proc = spawn(
-        [sys.executable, "-m", "deploy.cli", "streams"], settings.log_dir / "streams.log", env
+        [sys.executable, "-m", "deploy.cli", "streams"], settings.log_dir / "streams-0.log", env
     )
-    PidFile(settings.run_dir / "streams.pid").write(proc.pid)
+    PidFile(settings.run_dir / "streams-0.pid").write(proc.pid)
     return proc.pid
 
 
@@ -80,7 +80,7 @@ async def test_a_worker_killed_under_load_stores_every_accepted_mail_once(
         async with asyncio.timeout(60):
             while len(accepted) < MAILS // 3:  # noqa: ASYNC110 - waiting on other threads
                 await asyncio.sleep(0.05)
-        old = PidFile(stack.run_dir / "streams.pid").live_pid()
+        old = PidFile(stack.run_dir / "streams-0.pid").live_pid()
         assert old is not None
         os.kill(old, signal.SIGKILL)
         new = await asyncio.to_thread(_restart_streams, stack)
@@ -89,7 +89,7 @@ async def test_a_worker_killed_under_load_stores_every_accepted_mail_once(
         assert len(accepted) == MAILS
 
         async with asyncio.timeout(120):
-            while not (streams_ready(stack, new)):  # noqa: ASYNC110 - a file, not an event
+            while not (streams_process_ready(stack, 0, new)):  # noqa: ASYNC110 - a file, not an event
                 await asyncio.sleep(0.2)
             while len(set(await _all_subjects(client, box))) < MAILS:  # noqa: ASYNC110
                 await asyncio.sleep(0.5)

@@ -63,7 +63,13 @@ def test_mail_that_would_outlive_the_hold_on_its_address_is_refused() -> None:
     assert load_settings(message_ttl_days=45, mailbox_ttl_days=15, mailbox_cooldown_days=30)
 
 
+def test_no_more_streams_workers_than_raw_mail_partitions() -> None:
+    with pytest.raises(SettingsError, match="TMPMAIL_TOPIC_PARTITIONS"):
+        load_settings(streams_processes=4, topic_partitions=3)
+    assert load_settings(streams_processes=3, topic_partitions=3).streams_processes == 3
+
+
 def test_one_record_size_and_one_ready_file() -> None:
     s = Settings(max_message_bytes=2 * 1024 * 1024)
     assert s.max_record_bytes == 2 * 1024 * 1024 + RECORD_OVERHEAD
-    assert s.streams_ready_file == s.run_dir / "streams.ready"
+    assert s.streams_ready_file(1) == s.run_dir / "streams-1.ready"

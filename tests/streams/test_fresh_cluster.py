@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from bus import cluster_id, ensure_topics
-from deploy.health import streams_ready
+from deploy.health import streams_process_ready
 from deploy.launcher import log_tail
 from deploy.procs import spawn, stop_group, wait_until
 from schemas.settings import Settings
@@ -72,7 +72,7 @@ def test_streams_starts_clean_on_a_new_cluster(new_cluster: Settings) -> None:
         assert not (state / "v1" / "tables" / "stale.offsets").exists()
         assert "wiped the local state" in log.read_text()
         ready = wait_until(
-            lambda: proc.poll() is not None or streams_ready(settings, proc.pid),
+            lambda: proc.poll() is not None or streams_process_ready(settings, 0, proc.pid),
             READY_TIMEOUT_S,
         )
         assert ready and proc.poll() is None, f"streams did not get ready:\n{log_tail(log, 40)}"

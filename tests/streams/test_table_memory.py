@@ -25,7 +25,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from bus import AsyncProducer, ensure_topics, producer_config
-from deploy.health import streams_ready
+from deploy.health import streams_process_ready
 from deploy.launcher import log_tail
 from deploy.procs import spawn, stop_group, wait_until
 from schemas.records import (
@@ -87,7 +87,8 @@ def _start_ready(settings: Settings, log: Path) -> tuple[subprocess.Popen[bytes]
     started = time.monotonic()
     proc = spawn([sys.executable, "-m", "deploy.cli", "streams"], log, _environ(settings), REPO)
     ready = wait_until(
-        lambda: proc.poll() is not None or streams_ready(settings, proc.pid), READY_TIMEOUT_S
+        lambda: proc.poll() is not None or streams_process_ready(settings, 0, proc.pid),
+        READY_TIMEOUT_S,
     )
     if not ready or proc.poll() is not None:
         _stop(proc)
