@@ -415,6 +415,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--controller-port", type=int, default=29493)
     parser.add_argument("--state-dir", type=Path, default=BENCH_DIR / "replay")
     parser.add_argument("--mailboxes", type=int, default=20)
+    parser.add_argument(
+        "--streams", type=int, metavar="N", help="streams workers (TMPMAIL_STREAMS_PROCESSES)"
+    )
     parser.add_argument("--mails", type=int, default=20_000)
     parser.add_argument("--size", type=int, default=5120, help="mail size in bytes")
     parser.add_argument("--runs", type=int, default=2, help="replays over the full store")
@@ -469,7 +472,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started_at = stamp()
     ports = Ports(args.smtp_port, args.http_port, args.kafka_port, args.controller_port)
-    stack = BenchStack(args.state_dir, ports)
+    workers = {"TMPMAIL_STREAMS_PROCESSES": str(args.streams)} if args.streams else {}
+    stack = BenchStack(args.state_dir, ports, extra_env=workers)
     snapshot = None if args.no_empty_store else args.state_dir / "empty" / "mailboxes.sqlite3"
     info = machine()
     progress(f"{info['cpus']} CPUs, load average {info['load_before'][0]:.2f} before the run")
