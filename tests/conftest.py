@@ -127,6 +127,32 @@ def run_tmpmail(
     )
 
 
+def private_stack_environ(
+    state_dir: Path, smtp: int, http: int, kafka: int, controller: int, mongo: int, **extra: str
+) -> dict[str, str]:
+    """The TEST environment for a stack of a test's own (its state dir and ports), beside
+    the shared one; without STARTTLS (the shared stack's certificate need not exist)."""
+    env = stack_environ(
+        TMPMAIL_STATE_DIR=str(state_dir),
+        TMPMAIL_SMTP_PORT=str(smtp),
+        TMPMAIL_HTTP_PORT=str(http),
+        TMPMAIL_KAFKA_BOOTSTRAP=f"127.0.0.1:{kafka}",
+        TMPMAIL_KAFKA_CONTROLLER_PORT=str(controller),
+        TMPMAIL_MONGO_URL=f"mongodb://127.0.0.1:{mongo}/",
+        **extra,
+    )
+    return {key: value for key, value in env.items() if not key.startswith("TMPMAIL_SMTP_TLS_")}
+
+
+def check_command(result: subprocess.CompletedProcess[str], what: str, settings: Settings) -> str:
+    """``result``'s output; a failure shows it with the tails of the stack's logs."""
+    assert result.returncode == 0, (
+        f"{what} failed (exit {result.returncode}):\n{result.stdout}{result.stderr}\n"
+        f"{log_tails(settings)}"
+    )
+    return result.stdout
+
+
 def log_tails(settings: Settings, lines: int = 40) -> str:
     logs = sorted(settings.log_dir.glob("*.log"))
     if not logs:

@@ -22,7 +22,7 @@ import pytest
 from deploy import health
 from deploy.procs import PROC, PidFile, is_listening, proc_info, wait_until
 from schemas.settings import Settings
-from tests.conftest import REPO, log_tails, run_tmpmail, stack_environ, stack_settings
+from tests.conftest import REPO, check_command, private_stack_environ, run_tmpmail, stack_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -38,26 +38,16 @@ ESTABLISHED = "01"
 
 
 def environ() -> dict[str, str]:
-    env = stack_environ(
-        TMPMAIL_STATE_DIR=str(STATE_DIR),
-        TMPMAIL_SMTP_PORT=str(SMTP_PORT),
-        TMPMAIL_HTTP_PORT="18500",
-        TMPMAIL_KAFKA_BOOTSTRAP="127.0.0.1:19592",
-        TMPMAIL_KAFKA_CONTROLLER_PORT="19593",
-        TMPMAIL_MONGO_URL="mongodb://127.0.0.1:27518/",
-        # Every connection below comes from 127.0.0.1.
+    # Every connection below comes from 127.0.0.1.
+    return private_stack_environ(
+        STATE_DIR,
+        SMTP_PORT,
+        18500,
+        19592,
+        19593,
+        27518,
         TMPMAIL_SMTP_MAX_CONNECTIONS_PER_CLIENT="1000",
     )
-    # No STARTTLS here: the shared stack's certificate need not have been made.
-    return {key: value for key, value in env.items() if not key.startswith("TMPMAIL_SMTP_TLS_")}
-
-
-def check(result: subprocess.CompletedProcess[str], what: str, settings: Settings) -> str:
-    assert result.returncode == 0, (
-        f"{what} failed (exit {result.returncode}):\n{result.stdout}{result.stderr}\n"
-        f"{log_tails(settings)}"
-    )
-    return result.stdout
 
 
 def ingest_pids(settings: Settings) -> list[int | None]:
@@ -100,15 +90,21 @@ def settings() -> Iterator[Settings]:
     """No stack before the test (a killed run's leftovers are stopped), none after it."""
     env = environ()
     settings = stack_settings("sqlite", env)
-    check(run_tmpmail("down", timeout_s=COMMAND_TIMEOUT_S, env=env), "down (before)", settings)
+    check_command(
+        run_tmpmail("down", timeout_s=COMMAND_TIMEOUT_S, env=env), "down (before)", settings
+    )
     yield settings
-    check(run_tmpmail("down", timeout_s=COMMAND_TIMEOUT_S, env=env), "down (after)", settings)
+    check_command(
+        run_tmpmail("down", timeout_s=COMMAND_TIMEOUT_S, env=env), "down (after)", settings
+    )
 
 
 def test_two_ingest_processes_share_the_port_and_stop_together(settings: Settings) -> None:
     env = environ()
     up = ("up", "--detach", "--store", "sqlite", "--ingest", str(PROCESSES))
-    output = check(run_tmpmail(*up, timeout_s=UP_TIMEOUT_S, env=env), "up --ingest 2", settings)
+    output = check_command(
+        run_tmpmail(*up, timeout_s=UP_TIMEOUT_S, env=env), "up --ingest 2", settings
+    )
     assert "ingest-0 ready" in output and "ingest-1 ready" in output, output
 
     pids = ingest_pids(settings)
@@ -118,7 +114,9 @@ def test_two_ingest_processes_share_the_port_and_stop_together(settings: Setting
         assert health.ingest_process_ready(settings, index, pid), f"ingest-{index} not ready"
         log = settings.log_dir / f"ingest-{index}.log"
         assert log.exists(), f"no {log}"
-    check(run_tmpmail("health", "ingest", timeout_s=COMMAND_TIMEOUT_S, env=env), "health", settings)
+    check_command(
+        run_tmpmail("health", "ingest", timeout_s=COMMAND_TIMEOUT_S, env=env), "health", settings
+    )
 
     with ExitStack() as connections:
         for _ in range(CONNECTIONS):
@@ -135,14 +133,16 @@ def test_two_ingest_processes_share_the_port_and_stop_together(settings: Setting
         assert all(holders[pid] > 0 for pid in live), f"one process took them all: {holders}"
         print(f"\nconnections per ingest process: {dict(holders)}")
 
-    status = check(run_tmpmail("status", timeout_s=COMMAND_TIMEOUT_S, env=env), "status", settings)
+    status = check_command(
+        run_tmpmail("status", timeout_s=COMMAND_TIMEOUT_S, env=env), "status", settings
+    )
     lines = {line.split()[0]: line for line in status.splitlines()}
     for index, pid in enumerate(live):
         line = lines[f"ingest-{index}"]
         assert f"pid={pid} " in line and "alive=yes" in line and "ready=yes" in line, status
         assert f"port={SMTP_PORT}" in line, status
 
-    check(run_tmpmail("down", timeout_s=COMMAND_TIMEOUT_S, env=env), "down", settings)
+    check_command(run_tmpmail("down", timeout_s=COMMAND_TIMEOUT_S, env=env), "down", settings)
     for pid in live:
         info = proc_info(pid)
         assert info is None or info.zombie, f"ingest pid {pid} still runs after down"

@@ -10,7 +10,6 @@ two holding one partition, would show here as mail missing or stored twice.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import uuid
 from collections.abc import Iterator
 
@@ -22,7 +21,7 @@ from deploy.procs import PidFile, proc_info
 from schemas.keys import key_bytes, partition_for
 from schemas.settings import Settings
 from streams.state import streams_state_dir
-from tests.conftest import REPO, log_tails, run_tmpmail, stack_environ, stack_settings
+from tests.conftest import REPO, check_command, private_stack_environ, run_tmpmail, stack_settings
 from tests.e2e.helpers import Mailbox, create_mailbox, send_mail, wait_for_messages
 
 pytestmark = pytest.mark.e2e
@@ -34,24 +33,7 @@ COMMAND_TIMEOUT_S = 240.0
 
 
 def environ() -> dict[str, str]:
-    env = stack_environ(
-        TMPMAIL_STATE_DIR=str(STATE_DIR),
-        TMPMAIL_SMTP_PORT="13545",
-        TMPMAIL_HTTP_PORT="18540",
-        TMPMAIL_KAFKA_BOOTSTRAP="127.0.0.1:19542",
-        TMPMAIL_KAFKA_CONTROLLER_PORT="19543",
-        TMPMAIL_MONGO_URL="mongodb://127.0.0.1:27548/",
-    )
-    # No STARTTLS here: the shared stack's certificate need not have been made.
-    return {key: value for key, value in env.items() if not key.startswith("TMPMAIL_SMTP_TLS_")}
-
-
-def check(result: subprocess.CompletedProcess[str], what: str, settings: Settings) -> str:
-    assert result.returncode == 0, (
-        f"{what} failed (exit {result.returncode}):\n{result.stdout}{result.stderr}\n"
-        f"{log_tails(settings)}"
-    )
-    return result.stdout
+    return private_stack_environ(STATE_DIR, 13545, 18540, 19542, 19543, 27548)
 
 
 @pytest.fixture
@@ -59,9 +41,13 @@ def settings() -> Iterator[Settings]:
     """No stack before the test (a killed run's leftovers are stopped), none after it."""
     env = environ()
     settings = stack_settings("sqlite", env)
-    check(run_tmpmail("down", timeout_s=COMMAND_TIMEOUT_S, env=env), "down (before)", settings)
+    check_command(
+        run_tmpmail("down", timeout_s=COMMAND_TIMEOUT_S, env=env), "down (before)", settings
+    )
     yield settings
-    check(run_tmpmail("down", timeout_s=COMMAND_TIMEOUT_S, env=env), "down (after)", settings)
+    check_command(
+        run_tmpmail("down", timeout_s=COMMAND_TIMEOUT_S, env=env), "down (after)", settings
+    )
 
 
 def username_on(partition: int, settings: Settings, run: str) -> str:
@@ -97,7 +83,9 @@ async def deliver_one_each(settings: Settings, boxes: dict[int, Mailbox]) -> Non
 def test_two_streams_workers_split_the_partitions_and_both_store(settings: Settings) -> None:
     env = environ()
     up = ("up", "--detach", "--store", "sqlite", "--streams", str(WORKERS))
-    output = check(run_tmpmail(*up, timeout_s=UP_TIMEOUT_S, env=env), "up --streams 2", settings)
+    output = check_command(
+        run_tmpmail(*up, timeout_s=UP_TIMEOUT_S, env=env), "up --streams 2", settings
+    )
     assert "streams-0 ready" in output and "streams-1 ready" in output, output
     assert "streams workers settled on 6 partitions" in output, output
 
@@ -111,7 +99,7 @@ def test_two_streams_workers_split_the_partitions_and_both_store(settings: Setti
     for index in range(WORKERS):
         tables = streams_state_dir(settings, index) / "v1" / "tables"
         assert tables.is_dir(), f"streams-{index} has no table directory of its own"
-    check(
+    check_command(
         run_tmpmail("health", "streams", timeout_s=COMMAND_TIMEOUT_S, env=env), "health", settings
     )
 
@@ -119,13 +107,15 @@ def test_two_streams_workers_split_the_partitions_and_both_store(settings: Setti
     asyncio.run(deliver_one_each(settings, boxes))
     print(f"\npartitions per worker: {owned}; one mail stored on each partition")
 
-    status = check(run_tmpmail("status", timeout_s=COMMAND_TIMEOUT_S, env=env), "status", settings)
+    status = check_command(
+        run_tmpmail("status", timeout_s=COMMAND_TIMEOUT_S, env=env), "status", settings
+    )
     lines = {line.split()[0]: line for line in status.splitlines()}
     for index, pid in enumerate(pids):
         line = lines[f"streams-{index}"]
         assert f"pid={pid} " in line and "alive=yes" in line and "ready=yes" in line, status
 
-    check(run_tmpmail("down", timeout_s=COMMAND_TIMEOUT_S, env=env), "down", settings)
+    check_command(run_tmpmail("down", timeout_s=COMMAND_TIMEOUT_S, env=env), "down", settings)
     for pid in pids:
         info = proc_info(pid or 0)
         assert info is None or info.zombie, f"streams pid {pid} still runs after down"
